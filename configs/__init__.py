@@ -1,0 +1,1 @@
+"""Hydra config tree, shipped with the package so `vae-train` finds it after `pip install .` too."""

@@ -1,0 +1,107 @@
+"""The composition root: the one module that reads the config and instantiates objects.
+
+Values that depend on the data or on another part (image shape, decoder channels, encoder width,
+run length) are passed in here; modules never see a DictConfig.
+"""
+import logging
+from pathlib import Path
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from vae_cli.data import ImageData
+from vae_cli.errors import ConfigError
+
+log = logging.getLogger("vae_cli")
+
+
+def resolve_device(name: str) -> torch.device:
+    """auto -> cuda, then mps, then cpu; an explicit device must exist."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("mps" if torch.backends.mps.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"device={name!r} is not a device; use auto, cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda" and not (torch.cuda.is_available() and (device.index or 0) < torch.cuda.device_count()):
+        raise ConfigError(f"device={name} but {torch.cuda.device_count()} CUDA devices are visible; use device=auto")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"device={name} but MPS is not available here; use device=auto")
+    return device
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Range checks on the top-level knobs, before any data is loaded."""
+    for key in ("latent_dim", "max_steps", "max_epochs"):
+        value = cfg.get(key)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):
+            raise ConfigError(f"{key}={value!r} must be a positive integer")
+    if cfg.max_steps is None and cfg.max_epochs is None:
+        raise ConfigError("set max_steps or max_epochs")
+
+
+def build_data(cfg: DictConfig) -> ImageData:
+    return instantiate(cfg.dataset, _convert_="all")
+
+
+def set_run_length(cfg: DictConfig, num_train: int) -> int:
+    """max_steps wins; otherwise max_epochs full batches per epoch. Written back so ${max_steps} resolves."""
+    steps = cfg.max_steps or cfg.max_epochs * max(num_train // cfg.trainer.batch_size, 1)
+    with open_dict(cfg):
+        cfg.max_steps = int(steps)
+    return cfg.max_steps
+
+
+def build_model(cfg: DictConfig, image_shape: tuple[int, int, int]) -> torch.nn.Module:
+    likelihood = instantiate(cfg.likelihood, image_shape=image_shape, _convert_="all")
+    encoder = instantiate(cfg.model.encoder, image_shape=image_shape, _convert_="all")
+    decoder = instantiate(cfg.model.decoder, image_shape=image_shape,
+                          out_channels=likelihood.num_params * image_shape[0], _convert_="all")
+    posterior = instantiate(cfg.posterior, in_features=encoder.out_features, _convert_="all")
+    prior = instantiate(cfg.prior, _convert_="all")
+    return instantiate(cfg.model, encoder=encoder, decoder=decoder, posterior=posterior, likelihood=likelihood,
+                       prior=prior, _convert_="all")
+
+
+def build_objective(cfg: DictConfig):
+    return instantiate(cfg.objective, _convert_="all")
+
+
+def check_compatible(model, data: ImageData, choices: dict) -> None:
+    if model.likelihood.binary and not data.binarizable:
+        raise ConfigError(f"likelihood={choices.get('likelihood', 'bernoulli')} needs binarizable greyscale "
+                          f"images, but dataset={data.name} holds 8-bit colour images: use likelihood=gaussian")
+
+
+def hparams(cfg: DictConfig, choices: dict) -> dict:
+    """What the HParams tab compares across a sweep: the group choices plus the knobs people sweep."""
+    picked = {k: v for k, v in choices.items() if not k.startswith("hydra") and v is not None}
+    knobs = {"beta": cfg.objective.beta, "latent_dim": cfg.latent_dim, "seed": cfg.seed,
+             "free_bits": cfg.objective.get("free_bits", 0.0), "lr": cfg.trainer.lr,
+             "batch_size": cfg.trainer.batch_size, "max_steps": cfg.max_steps}
+    return {**picked, **knobs}
+
+
+def run_training(cfg: DictConfig, run_dir: str | Path, choices: dict | None = None) -> dict:
+    """Build everything from `cfg`, train, and return the final validation metrics."""
+    choices = choices or {}
+    check_config(cfg)
+    device = resolve_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    data = build_data(cfg)
+    set_run_length(cfg, len(data.train))
+    model = build_model(cfg, data.image_shape)
+    check_compatible(model, data, choices)
+    objective, trainer = build_objective(cfg), instantiate(cfg.trainer, _convert_="all")
+    n_params = sum(p.numel() for p in model.parameters())
+    log.info(f"{data.name}: {len(data.train)} train / {len(data.val)} val images of shape {data.image_shape}; "
+             f"model {n_params:,} parameters; {cfg.max_steps} steps on {device}")
+    config = OmegaConf.to_container(cfg, resolve=True)
+    val = trainer.fit(model, objective, data, device, Path(run_dir), config, OmegaConf.to_yaml(cfg, resolve=True),
+                      hparams(cfg, choices))
+    log.info(f"done: val elbo {val['elbo']:.3f} nats, {val['bits_per_dim']:.4f} bits/dim after "
+             f"{cfg.max_steps} steps; run dir {Path(run_dir).resolve()}")
+    return val

@@ -1,0 +1,60 @@
+"""Checkpoints: one dict of tensors and plain types, written atomically, loaded with weights_only=True."""
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vae_cli import __version__
+from vae_cli.errors import UserError
+
+
+def rng_state() -> dict:
+    """Every RNG a run touches, as tensors and plain types (loadable with weights_only=True)."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss)],
+        "python": random.getstate(),
+    }
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    random.setstate(_as_tuples(state["python"]))
+
+
+def _as_tuples(x):
+    return tuple(_as_tuples(v) for v in x) if isinstance(x, (list, tuple)) else x
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    """Write to a temporary file, flush and fsync it, then rename over `path`: never a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        torch.save({**state, "version": __version__}, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path, map_location="cpu") -> dict:
+    """Load a checkpoint without running code from it; bad or missing files give one clear UserError."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"checkpoint {path} does not exist")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # truncated, corrupt or not a torch file at all
+        raise UserError(f"checkpoint {path} is corrupt or not a vae-cli checkpoint ({type(e).__name__}: {e})") from None
+    if not isinstance(state, dict) or "model" not in state or "config" not in state:
+        raise UserError(f"checkpoint {path} is not a vae-cli checkpoint (no model/config entries)")
+    return state

@@ -1,0 +1,142 @@
+"""Datasets as uint8 tensors on the training device, and shuffled index batches drawn there.
+
+No per-sample Python in the hot loop: a batch is `images[idx]`, then the likelihood's `prepare`
+(dynamic binarization or uniform dequantization) runs on the whole batch on the device.
+"""
+import os
+import shutil
+from dataclasses import dataclass, replace
+from pathlib import Path
+from urllib.error import URLError
+
+import torch
+import torch.nn.functional as F
+import torchvision
+
+from vae_cli.errors import ConfigError, DataError
+
+BUNDLED = Path(__file__).parent / "assets"  # the four official MNIST .gz files ship with the package
+
+
+@dataclass
+class Split:
+    images: torch.Tensor  # uint8 (N, C, H, W)
+    labels: torch.Tensor  # int64 (N,)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def to(self, device) -> "Split":
+        return Split(self.images.to(device), self.labels.to(device))
+
+
+@dataclass
+class ImageData:
+    name: str
+    train: Split
+    val: Split
+    test: Split
+    num_classes: int
+    binarizable: bool  # greyscale digits/clothes: Bernoulli on dynamically binarized pixels makes sense
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.train.images.shape[1:])
+
+    def to(self, device) -> "ImageData":
+        return replace(self, train=self.train.to(device), val=self.val.to(device), test=self.test.to(device))
+
+
+def data_root(root: str | None) -> Path:
+    """The directory torchvision datasets live in: `root`, else $VAE_DATA_DIR, else ~/.cache/vae-cli/data."""
+    root = root or os.environ.get("VAE_DATA_DIR") or Path.home() / ".cache" / "vae-cli" / "data"
+    return Path(root).expanduser()
+
+
+def torchvision_images(name: str, root: str | None = None, val_size: int = 5000, split_seed: int = 0,
+                       binarizable: bool = True) -> ImageData:
+    """A torchvision image dataset (MNIST, FashionMNIST, CIFAR10); the train set is split into train/val."""
+    cls = getattr(torchvision.datasets, name)
+    path = data_root(root)
+    if name == "MNIST":
+        _install_bundled_mnist(path)
+    train, test = (_load(cls, path, train) for train in (True, False))
+    if not 0 < val_size < len(train):
+        raise ConfigError(f"dataset.val_size={val_size} must be in (0, {len(train)})")
+    perm = torch.randperm(len(train), generator=torch.Generator().manual_seed(split_seed))
+    val, train = (Split(train.images[i], train.labels[i]) for i in (perm[:val_size], perm[val_size:]))
+    return ImageData(name, train, val, test, len(cls.classes), binarizable)
+
+
+def _install_bundled_mnist(root: Path) -> None:
+    """Copy the bundled .gz files into root/MNIST/raw so torchvision finds them and never downloads."""
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    for src in (BUNDLED / "MNIST" / "raw").glob("*.gz"):
+        if not (raw / src.name).exists() and not (raw / src.stem).exists():
+            shutil.copyfile(src, raw / src.name)
+
+
+def _load(cls, root: Path, train: bool) -> Split:
+    try:
+        ds = cls(str(root), train=train, download=True)
+    except (RuntimeError, OSError, URLError) as e:
+        files = [f for f, _ in getattr(cls, "resources", [])] or [getattr(cls, "filename", "?")]
+        raise DataError(
+            f"{cls.__name__} is not in {root / cls.__name__} and could not be downloaded ({type(e).__name__}). "
+            f"Put {', '.join(files)} in {root / cls.__name__ / 'raw'} (CIFAR10: in {root}), "
+            f"or set VAE_DATA_DIR (or data_dir=...) to a directory that holds them."
+        ) from None
+    images = torch.as_tensor(ds.data)
+    images = images.unsqueeze(1) if images.ndim == 3 else images.permute(0, 3, 1, 2)  # -> (N, C, H, W)
+    return Split(images.contiguous(), torch.as_tensor(ds.targets, dtype=torch.long))
+
+
+def fake_images(num_train: int = 512, num_val: int = 128, num_test: int = 128,
+                image_shape: tuple[int, int, int] = (1, 28, 28), num_classes: int = 10, seed: int = 0) -> ImageData:
+    """Deterministic synthetic images for fast tests: one blocky template per class plus pixel noise."""
+    g = torch.Generator().manual_seed(seed)
+    c, h, w = image_shape
+    templates = (torch.rand(num_classes, c, max(h // 4, 1), max(w // 4, 1), generator=g) > 0.6).float()
+    templates = F.interpolate(templates, size=(h, w), mode="nearest")  # (K, C, H, W) in {0, 1}
+    labels = torch.randint(num_classes, (num_train + num_val + num_test,), generator=g)
+    noise = torch.rand(len(labels), c, h, w, generator=g)
+    images = ((0.8 * templates[labels] + 0.2 * noise) * 255).round().to(torch.uint8)
+    cuts = [0, num_train, num_train + num_val, len(labels)]
+    train, val, test = (Split(images[a:b], labels[a:b]) for a, b in zip(cuts[:-1], cuts[1:]))
+    return ImageData("fake", train, val, test, num_classes, binarizable=True)
+
+
+def prepare_fixed(prepare, images: torch.Tensor, seed: int) -> torch.Tensor:
+    """`prepare` (binarize/dequantize) under a fixed seed: the same noise every time, for comparable metrics."""
+    devices = [images.device] if images.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        return prepare(images)
+
+
+class IndexBatches:
+    """Shuffled index batches on `device`; an epoch is len // batch_size full batches (the rest is dropped)."""
+
+    def __init__(self, num_examples: int, batch_size: int, device: torch.device, seed: int):
+        if not 0 < batch_size <= num_examples:
+            raise ConfigError(f"trainer.batch_size={batch_size} must be in [1, {num_examples}] "
+                              f"(the number of training examples)")
+        self.n, self.batch_size, self.device = num_examples, batch_size, torch.device(device)
+        self.generator = torch.Generator(device=self.device).manual_seed(seed)
+        self.perm, self.pos = None, 0
+
+    def __next__(self) -> torch.Tensor:
+        if self.perm is None or self.pos + self.batch_size > self.n:
+            self.perm = torch.randperm(self.n, generator=self.generator, device=self.device)
+            self.pos = 0
+        self.pos += self.batch_size
+        return self.perm[self.pos - self.batch_size:self.pos]
+
+    def state_dict(self) -> dict:
+        return {"perm": self.perm, "pos": self.pos, "generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.perm = None if state["perm"] is None else state["perm"].to(self.device)
+        self.pos = state["pos"]
+        self.generator.set_state(state["generator"])

@@ -1,0 +1,82 @@
+"""Metrics accumulated on the device and read back rarely; validation over a whole split."""
+import torch
+
+from vae_cli.errors import NonFiniteError
+
+SCALARS = ("loss", "elbo", "distortion", "rate", "bits_per_dim")
+
+
+class Meter:
+    """Running sums of the batch-mean terms, kept on the device: no host sync per step.
+
+    It also remembers the first step whose loss or gradient norm was non-finite, and the terms then.
+    """
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.reset()
+        self.first_bad = torch.tensor(-1, device=device)
+        self.bad_terms = torch.zeros(len(SCALARS) + 1, device=device)
+
+    def reset(self) -> None:
+        self.sums = torch.zeros(len(SCALARS) + 1, device=self.device)  # terms..., grad_norm
+        self.kl_sum = None
+        self.count = 0
+
+    def add(self, terms: dict[str, torch.Tensor], grad_norm: torch.Tensor, step: int) -> None:
+        values = torch.stack([terms[k].detach().float().mean() for k in SCALARS] + [grad_norm.float()])
+        newly_bad = (self.first_bad < 0) & ~torch.isfinite(values).all()
+        self.first_bad = torch.where(newly_bad, step, self.first_bad)
+        self.bad_terms = torch.where(newly_bad, values, self.bad_terms)
+        self.sums += values
+        if "kl_per_dim" in terms:
+            kl = terms["kl_per_dim"].detach().float()
+            self.kl_sum = kl if self.kl_sum is None else self.kl_sum + kl
+        self.count += 1
+
+    def check_finite(self) -> None:
+        """Raise naming the first bad step and which of the terms (or the gradient) was not finite."""
+        step = int(self.first_bad)
+        if step >= 0:
+            names = [*SCALARS, "grad_norm"]
+            bad = [f"{n}={v:g}" for n, v in zip(names, self.bad_terms.tolist()) if not torch.isfinite(torch.tensor(v))]
+            raise NonFiniteError(f"non-finite value at step {step}: {', '.join(bad)}; the last good checkpoint "
+                                 f"is kept (lower the lr, set trainer.grad_clip, or check the data)")
+
+    def means(self) -> dict[str, float]:
+        self.check_finite()
+        values = (self.sums / max(self.count, 1)).tolist()
+        return dict(zip([*SCALARS, "grad_norm"], values))
+
+
+@torch.no_grad()
+def evaluate_split(model, objective, x: torch.Tensor, step: int, batch_size: int, seed: int) -> dict:
+    """Mean terms over a prepared split under a fixed seed (same noise every call), KL per dim and
+    active units (Burda et al. 2016: dims with Var_x E_q[z_j] > 0.01)."""
+    devices = [x.device] if x.device.type == "cuda" else []
+    sums, kl_sum, means = torch.zeros(len(SCALARS), device=x.device), None, []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        for chunk in x.split(batch_size):
+            terms = objective(model, chunk, step)
+            sums += torch.stack([terms[k].float().sum() for k in SCALARS])
+            if "kl_per_dim" in terms:
+                kl = terms["kl_per_dim"] * len(chunk)
+                kl_sum = kl if kl_sum is None else kl_sum + kl
+            means.append(posterior_mean(model, chunk))
+    out = dict(zip(SCALARS, (sums / len(x)).tolist()))
+    out["kl_per_dim"] = None if kl_sum is None else (kl_sum / len(x)).cpu()
+    out["active_units"] = active_units(torch.cat(means)) if means[0] is not None else float("nan")
+    return out
+
+
+def posterior_mean(model, x: torch.Tensor) -> torch.Tensor | None:
+    try:
+        return model.encode(x).mean
+    except NotImplementedError:  # a posterior without a closed-form mean: active units do not apply
+        return None
+
+
+def active_units(means: torch.Tensor, threshold: float = 0.01) -> int:
+    """means (N, D): posterior means over a split -> number of dims whose variance across x exceeds threshold."""
+    return int((means.float().var(dim=0) > threshold).sum())

@@ -1,0 +1,1 @@
+"""Encoders, posteriors, decoders, likelihoods and priors; `VAE` wires them together."""

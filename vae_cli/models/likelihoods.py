@@ -1,0 +1,81 @@
+"""Likelihoods p(x|z): decoder parameters -> a torch distribution over whole images (event dims C, H, W).
+
+Each likelihood also says how 8-bit images become its data space (`prepare`) and how many nats per
+dimension separate its log-density from a log-probability of the 8-bit values (`discrete_offset`),
+so that bits/dim is comparable with the literature.
+"""
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.distributions import Bernoulli, Distribution, Independent, Normal
+
+from vae_cli.errors import ConfigError
+
+
+class BernoulliLikelihood(nn.Module):
+    """Pixels in {0, 1}; the decoder emits logits (log_prob is BCE-with-logits, stable)."""
+
+    num_params = 1  # decoder channels per image channel
+    binary = True  # needs binarizable (greyscale-like) images
+    discrete_offset = 0.0  # the binarized pixels are the data: nats are already discrete
+
+    def __init__(self, image_shape: tuple[int, int, int]):
+        super().__init__()
+        self.image_shape = tuple(image_shape)
+
+    def forward(self, params: torch.Tensor) -> Distribution:
+        return Independent(Bernoulli(logits=params.float()), 3)  # batch (...), event (C, H, W)
+
+    @staticmethod
+    def prepare(images: torch.Tensor) -> torch.Tensor:
+        """Dynamic binarization: uint8 (N, C, H, W) -> {0., 1.}, resampled every call."""
+        return torch.bernoulli(images.float() / 255.0)
+
+    @staticmethod
+    def mean(dist: Distribution) -> torch.Tensor:
+        return dist.base_dist.probs
+
+
+class GaussianLikelihood(nn.Module):
+    """Pixels in [0, 1] (uniformly dequantized 8-bit values); Normal(mean, sigma) per pixel.
+
+    sigma_mode: "fixed" (sigma as given), "global" (one learned sigma) or "per_pixel" (one learned
+    sigma per pixel and channel, independent of z). The density is a real normalized Gaussian density.
+    """
+
+    num_params = 1
+    binary = False
+    discrete_offset = math.log(256.0)  # density on [0,1] vs. probability of one of 256 bins
+
+    def __init__(self, image_shape: tuple[int, int, int], sigma: float = 0.1, sigma_mode: str = "fixed",
+                 min_sigma: float = 1e-3):
+        super().__init__()
+        shapes = {"fixed": None, "global": (1, 1, 1), "per_pixel": tuple(image_shape)}
+        if sigma_mode not in shapes:
+            raise ConfigError(f"likelihood.sigma_mode={sigma_mode!r}; choose one of {sorted(shapes)}")
+        if not sigma > 0 or not min_sigma > 0:
+            raise ConfigError(f"likelihood.sigma={sigma} and min_sigma={min_sigma} must be > 0")
+        self.sigma_mode, self.min_sigma = sigma_mode, min_sigma
+        raw = torch.full(shapes[sigma_mode] or (1, 1, 1), math.log(math.expm1(sigma)))  # softplus^-1(sigma)
+        if sigma_mode == "fixed":
+            self.register_buffer("raw_sigma", raw)
+        else:
+            self.raw_sigma = nn.Parameter(raw)
+
+    def sigma(self) -> torch.Tensor:
+        return F.softplus(self.raw_sigma) + (self.min_sigma if self.sigma_mode != "fixed" else 0.0)
+
+    def forward(self, params: torch.Tensor) -> Distribution:
+        mean = params.float()
+        return Independent(Normal(mean, self.sigma().expand_as(mean)), 3)
+
+    @staticmethod
+    def prepare(images: torch.Tensor) -> torch.Tensor:
+        """Uniform dequantization: uint8 v -> (v + u) / 256 with u ~ U[0, 1), fresh every call."""
+        return (images.float() + torch.rand(images.shape, device=images.device)) / 256.0
+
+    @staticmethod
+    def mean(dist: Distribution) -> torch.Tensor:
+        return dist.base_dist.loc.clamp(0.0, 1.0)

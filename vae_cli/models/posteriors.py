@@ -1,0 +1,18 @@
+"""Posterior heads q(z|x): encoder features (B, F) -> a torch distribution with event shape (latent_dim,)."""
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.distributions import Distribution, Independent, Normal
+
+
+class DiagonalGaussian(nn.Module):
+    """q(z|x) = N(mu(x), diag(sigma(x)^2)); sigma = softplus(.) + min_scale keeps it positive and smooth."""
+
+    def __init__(self, in_features: int, latent_dim: int, min_scale: float = 1e-5):
+        super().__init__()
+        self.head = nn.Linear(in_features, 2 * latent_dim)
+        self.min_scale = min_scale
+
+    def forward(self, h: torch.Tensor) -> Distribution:
+        loc, raw_scale = self.head(h).float().chunk(2, dim=-1)  # (B, D) each
+        return Independent(Normal(loc, F.softplus(raw_scale) + self.min_scale), 1)

@@ -1,0 +1,80 @@
+"""Objectives: one mechanism, loss = -E_q[log p(x|z)] + beta_t * R, with presets in configs/objective.
+
+Every term is per example, in nats, except `kl_per_dim` (batch mean, shape (D,)).
+R is the KL, or with free bits lambda, sum_j max(lambda, KL_j averaged over the batch) (Kingma et al. 2016).
+"""
+import math
+from typing import Callable
+
+import torch
+from torch.distributions import Distribution, Independent, kl_divergence
+
+from vae_cli.errors import ConfigError
+from vae_cli.schedules import Constant
+
+
+def kl_per_dim(q: Distribution, p: Distribution) -> torch.Tensor | None:
+    """Closed-form KL(q || p) per latent dim, (B, D), when both factorize over dims; else None."""
+    if not (isinstance(q, Independent) and isinstance(p, Independent)):
+        return None
+    if q.reinterpreted_batch_ndims != 1 or p.reinterpreted_batch_ndims != 1:
+        return None
+    try:
+        return kl_divergence(q.base_dist, p.base_dist)
+    except NotImplementedError:
+        return None
+
+
+def bits_per_dim(nats: torch.Tensor, num_dims: int, discrete_offset: float) -> torch.Tensor:
+    """Negative log-likelihood per example in nats -> bits per data dimension on the 8-bit scale."""
+    return (nats / num_dims + discrete_offset) / math.log(2.0)
+
+
+def free_bits_rate(kl_dims: torch.Tensor, free_bits: float) -> torch.Tensor:
+    """Per-example R whose batch mean is sum_j max(lambda, mean_b KL_bj), with that gradient.
+
+    kl_dims (B, D) -> (B,). Dims whose batch-mean KL is under lambda contribute the constant lambda.
+    """
+    above = kl_dims.mean(0) > free_bits  # (D,)
+    return torch.where(above, kl_dims, torch.full_like(kl_dims, free_bits)).sum(-1)
+
+
+class Objective:
+    """ELBO with beta, a beta schedule and free bits; `num_samples` reparameterized samples per example."""
+
+    def __init__(self, beta: float = 1.0, schedule: Callable[[int], float] | None = None, free_bits: float = 0.0,
+                 num_samples: int = 1):
+        if beta < 0 or free_bits < 0 or num_samples < 1:
+            raise ConfigError(f"objective: beta={beta} and free_bits={free_bits} must be >= 0, "
+                              f"num_samples={num_samples} must be >= 1")
+        self.beta, self.free_bits, self.num_samples = float(beta), float(free_bits), int(num_samples)
+        self.schedule = schedule or Constant()
+
+    def beta_at(self, step: int) -> float:
+        return self.beta * self.schedule(step)
+
+    def __call__(self, model, x: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
+        q, p = model.encode(x), model.prior_dist()
+        z = q.rsample((self.num_samples,))  # (S, B, D)
+        distortion = -model.decode(z).log_prob(x).mean(0)  # (B,)
+        kl_dims = kl_per_dim(q, p)  # (B, D) or None
+        rate = kl_dims.sum(-1) if kl_dims is not None else (q.log_prob(z) - p.log_prob(z)).mean(0)
+        beta_t = self.beta_at(step)
+        loss = distortion + beta_t * self._regularizer(rate, kl_dims)
+        return self.terms(loss, distortion, rate, kl_dims, x, model.likelihood)
+
+    def _regularizer(self, rate: torch.Tensor, kl_dims: torch.Tensor | None) -> torch.Tensor:
+        if self.free_bits == 0.0:
+            return rate
+        if kl_dims is None:
+            raise ConfigError("objective.free_bits needs a posterior and prior whose KL factorizes over latent dims")
+        return free_bits_rate(kl_dims, self.free_bits)
+
+    @staticmethod
+    def terms(loss, distortion, rate, kl_dims, x, likelihood) -> dict[str, torch.Tensor]:
+        elbo = -(distortion + rate)
+        out = {"loss": loss, "elbo": elbo, "distortion": distortion, "rate": rate,
+               "bits_per_dim": bits_per_dim(-elbo, x[0].numel(), likelihood.discrete_offset)}
+        if kl_dims is not None:
+            out["kl_per_dim"] = kl_dims.mean(0)
+        return out

@@ -1,0 +1,142 @@
+"""The step loop: train, log every `log_every`, validate + images + checkpoint every `eval_every`."""
+import contextlib
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torchvision.utils import make_grid
+
+from vae_cli.checkpoint import rng_state, save_checkpoint
+from vae_cli.data import ImageData, IndexBatches, prepare_fixed
+from vae_cli.errors import ConfigError
+from vae_cli.metrics import Meter, evaluate_split
+from vae_cli.tblog import RunLogger
+
+log = logging.getLogger("vae_cli")
+
+
+@dataclass
+class RunState:
+    step: int = 0
+    best_val_elbo: float = -math.inf
+    last_val: dict | None = None
+
+
+class Trainer:
+    def __init__(self, max_steps: int, batch_size: int = 128, lr: float = 1e-3, weight_decay: float = 0.0,
+                 grad_clip: float | None = None, log_every: int = 100, eval_every: int = 1000,
+                 eval_batch_size: int = 1000, precision: str = "fp32", num_images: int = 64, seed: int = 0):
+        if max_steps <= 0 or lr <= 0 or log_every <= 0 or eval_every <= 0 or eval_batch_size <= 0:
+            raise ConfigError(f"trainer: max_steps={max_steps}, lr={lr}, log_every={log_every}, "
+                              f"eval_every={eval_every}, eval_batch_size={eval_batch_size} must all be > 0")
+        if precision not in ("fp32", "bf16"):
+            raise ConfigError(f"trainer.precision={precision!r}; choose fp32 or bf16")
+        if grad_clip is not None and grad_clip <= 0:
+            raise ConfigError(f"trainer.grad_clip={grad_clip} must be > 0 (or null for no clipping)")
+        self.max_steps, self.batch_size, self.lr, self.weight_decay = max_steps, batch_size, lr, weight_decay
+        self.grad_clip, self.log_every, self.eval_every = grad_clip, log_every, eval_every
+        self.eval_batch_size, self.precision, self.num_images, self.seed = eval_batch_size, precision, num_images, seed
+
+    def autocast(self, device: torch.device):
+        if self.precision == "bf16":
+            if device.type != "cuda":
+                raise ConfigError(f"trainer.precision=bf16 needs a CUDA device; this run is on {device}")
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def fit(self, model, objective, data: ImageData, device: torch.device, run_dir: Path, config: dict,
+            config_yaml: str, hparams: dict) -> dict:
+        """Train `model` on `data` and return the final validation metrics; writes tb/ and checkpoints/."""
+        self.device, self.config, self.ckpt_dir = torch.device(device), config, Path(run_dir) / "checkpoints"
+        self.autocast(self.device)  # fails early for bf16 off CUDA
+        model.to(self.device)
+        data = data.to(self.device)
+        self.opt = torch.optim.Adam(model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        self.batches = IndexBatches(len(data.train), self.batch_size, self.device, self.seed)
+        self.val_x = prepare_fixed(model.likelihood.prepare, data.val.images, self.seed)
+        self.fixed_z = self._fixed_prior_samples(model)
+        self.logger = RunLogger(Path(run_dir) / "tb", config_yaml, hparams)
+        state = RunState()
+        try:
+            self._validate(model, objective, state)
+            self._loop(model, objective, data, state)
+        finally:
+            self.logger.close()
+        return state.last_val
+
+    def _loop(self, model, objective, data: ImageData, state: RunState) -> None:
+        meter, tick, seen = Meter(self.device), time.perf_counter(), 0
+        while state.step < self.max_steps:
+            terms, grad_norm = self._train_step(model, objective, data, state.step)
+            meter.add(terms, grad_norm, state.step)
+            state.step += 1
+            seen += self.batch_size
+            if state.step % self.log_every == 0 or state.step == self.max_steps:
+                self._log_train(meter, objective, state.step, seen / (time.perf_counter() - tick))
+                meter.reset()
+                tick, seen = time.perf_counter(), 0
+            if state.step % self.eval_every == 0 or state.step == self.max_steps:
+                meter.check_finite()
+                self._validate(model, objective, state)
+                tick = time.perf_counter()  # throughput counts training only
+
+    def _train_step(self, model, objective, data: ImageData, step: int):
+        model.train()
+        x = model.likelihood.prepare(data.train.images[next(self.batches)])  # (B, C, H, W) float
+        with self.autocast(self.device):
+            terms = objective(model, x, step)
+        self.opt.zero_grad(set_to_none=True)
+        terms["loss"].mean().backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), self.grad_clip or math.inf)
+        self.opt.step()
+        return terms, grad_norm
+
+    def _log_train(self, meter: Meter, objective, step: int, examples_per_sec: float) -> None:
+        means = meter.means()
+        beta = objective.beta_at(step - 1)
+        extra = {"beta": beta, "lr": self.opt.param_groups[0]["lr"], "examples_per_sec": examples_per_sec}
+        self.logger.scalars("train", {**means, **extra}, step)
+        log.info(f"step {step:>7d}/{self.max_steps}  loss {means['loss']:9.3f}  elbo {means['elbo']:9.3f}  "
+                 f"kl {means['rate']:7.3f}  beta {beta:.3g}  {examples_per_sec:8.0f} ex/s")
+
+    @torch.no_grad()
+    def _validate(self, model, objective, state: RunState) -> None:
+        model.eval()
+        val = evaluate_split(model, objective, self.val_x, state.step, self.eval_batch_size, self.seed)
+        kl = val.pop("kl_per_dim")
+        self.logger.scalars("val", {**val, "beta": objective.beta_at(state.step)}, state.step)
+        if kl is not None:
+            self.logger.kl_per_dim(kl, state.step)
+        self._log_images(model, state.step)
+        log.info(f"val @ {state.step}: elbo {val['elbo']:.3f}  distortion {val['distortion']:.3f}  "
+                 f"kl {val['rate']:.3f}  bits/dim {val['bits_per_dim']:.4f}  active units {val['active_units']}")
+        state.last_val = val
+        if state.step > 0:
+            self._save(model, state, val)
+
+    def _fixed_prior_samples(self, model) -> torch.Tensor:
+        """The same prior draws at every eval, so sample grids are comparable across steps."""
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices), torch.no_grad():
+            torch.manual_seed(self.seed)
+            return model.prior_dist().sample((self.num_images,))
+
+    def _log_images(self, model, step: int) -> None:
+        lik = model.likelihood
+        samples = lik.mean(model.decode(self.fixed_z))
+        self.logger.image("samples/prior", make_grid(samples.float(), nrow=8), step)
+        x = self.val_x[: self.num_images // 2]
+        pairs = torch.stack([x, lik.mean(model(x))], dim=1).flatten(0, 1)  # input, reconstruction, ...
+        self.logger.image("reconstructions/val", make_grid(pairs.float(), nrow=8), step)
+
+    def _save(self, model, state: RunState, val: dict) -> None:
+        ckpt = {"model": model.state_dict(), "optimizer": self.opt.state_dict(), "step": state.step,
+                "batches": self.batches.state_dict(), "rng": rng_state(), "config": self.config,
+                "val": val, "best_val_elbo": max(state.best_val_elbo, val["elbo"])}
+        save_checkpoint(self.ckpt_dir / "last.pt", ckpt)
+        if val["elbo"] > state.best_val_elbo:
+            state.best_val_elbo = val["elbo"]
+            save_checkpoint(self.ckpt_dir / "best.pt", ckpt)
