@@ -54,13 +54,15 @@ def data_root(root: str | None) -> Path:
 
 
 def torchvision_images(name: str, root: str | None = None, val_size: int = 5000, split_seed: int = 0,
-                       binarizable: bool = True) -> ImageData:
-    """A torchvision image dataset (MNIST, FashionMNIST, CIFAR10); the train set is split into train/val."""
+                       binarizable: bool = True, download: bool = True) -> ImageData:
+    """A torchvision image dataset (MNIST, FashionMNIST, CIFAR10); the train set is split into train/val.
+
+    Files already under `root` are used as they are; otherwise torchvision downloads them if `download`."""
     cls = getattr(torchvision.datasets, name)
     path = data_root(root)
     if name == "MNIST":
         _install_bundled_mnist(path)
-    train, test = (_load(cls, path, train) for train in (True, False))
+    train, test = (_load(cls, path, train, download) for train in (True, False))
     if not 0 < val_size < len(train):
         raise ConfigError(f"dataset.val_size={val_size} must be in (0, {len(train)})")
     perm = torch.randperm(len(train), generator=torch.Generator().manual_seed(split_seed))
@@ -77,15 +79,17 @@ def _install_bundled_mnist(root: Path) -> None:
             shutil.copyfile(src, raw / src.name)
 
 
-def _load(cls, root: Path, train: bool) -> Split:
+def _load(cls, root: Path, train: bool, download: bool) -> Split:
     try:
-        ds = cls(str(root), train=train, download=True)
+        ds = cls(str(root), train=train, download=download)
     except (RuntimeError, OSError, URLError) as e:
-        files = [f for f, _ in getattr(cls, "resources", [])] or [getattr(cls, "filename", "?")]
+        files = [f for f, _ in getattr(cls, "resources", [])] or [cls.filename]
+        folder = root / cls.__name__ / "raw" if hasattr(cls, "resources") else root
         raise DataError(
-            f"{cls.__name__} is not in {root / cls.__name__} and could not be downloaded ({type(e).__name__}). "
-            f"Put {', '.join(files)} in {root / cls.__name__ / 'raw'} (CIFAR10: in {root}), "
-            f"or set VAE_DATA_DIR (or data_dir=...) to a directory that holds them."
+            f"{cls.__name__} is not in {root} and could not be "
+            f"{'downloaded' if download else 'loaded (download=false)'} ({type(e).__name__}). "
+            f"Put {', '.join(files)} in {folder}, or set VAE_DATA_DIR (or data_dir=...) to a directory "
+            f"that holds {cls.__name__}."
         ) from None
     images = torch.as_tensor(ds.data)
     images = images.unsqueeze(1) if images.ndim == 3 else images.permute(0, 3, 1, 2)  # -> (N, C, H, W)

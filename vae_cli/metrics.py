@@ -50,29 +50,29 @@ class Meter:
 
 
 @torch.no_grad()
-def evaluate_split(model, objective, x: torch.Tensor, step: int, batch_size: int, seed: int) -> dict:
+def evaluate_split(model, objective, x: torch.Tensor, y: torch.Tensor, step: int, batch_size: int, seed: int) -> dict:
     """Mean terms over a prepared split under a fixed seed (same noise every call), KL per dim and
     active units (Burda et al. 2016: dims with Var_x E_q[z_j] > 0.01)."""
     devices = [x.device] if x.device.type == "cuda" else []
     sums, kl_sum, means = torch.zeros(len(SCALARS), device=x.device), None, []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
-        for chunk in x.split(batch_size):
-            terms = objective(model, chunk, step)
+        for chunk, labels in zip(x.split(batch_size), y.split(batch_size)):
+            terms = objective(model, chunk, step, labels)
             sums += torch.stack([terms[k].float().sum() for k in SCALARS])
             if "kl_per_dim" in terms:
                 kl = terms["kl_per_dim"] * len(chunk)
                 kl_sum = kl if kl_sum is None else kl_sum + kl
-            means.append(posterior_mean(model, chunk))
+            means.append(posterior_mean(model, chunk, labels))
     out = dict(zip(SCALARS, (sums / len(x)).tolist()))
     out["kl_per_dim"] = None if kl_sum is None else (kl_sum / len(x)).cpu()
     out["active_units"] = active_units(torch.cat(means)) if means[0] is not None else float("nan")
     return out
 
 
-def posterior_mean(model, x: torch.Tensor) -> torch.Tensor | None:
+def posterior_mean(model, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor | None:
     try:
-        return model.encode(x).mean
+        return model.encode(x, y).mean
     except NotImplementedError:  # a posterior without a closed-form mean: active units do not apply
         return None
 

@@ -53,10 +53,11 @@ class Objective:
     def beta_at(self, step: int) -> float:
         return self.beta * self.schedule(step)
 
-    def __call__(self, model, x: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
-        q, p = model.encode(x), model.prior_dist()
+    def __call__(self, model, x: torch.Tensor, step: int, y: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """x (B, C, H, W) prepared data, y (B,) labels (used by conditional models) -> named terms."""
+        q, p = model.encode(x, y), model.prior_dist()
         z = q.rsample((self.num_samples,))  # (S, B, D)
-        distortion = -model.decode(z).log_prob(x).mean(0)  # (B,)
+        distortion = -model.decode(z, y).log_prob(x).mean(0)  # (B,)
         kl_dims = kl_per_dim(q, p)  # (B, D) or None
         rate = kl_dims.sum(-1) if kl_dims is not None else (q.log_prob(z) - p.log_prob(z)).mean(0)
         beta_t = self.beta_at(step)

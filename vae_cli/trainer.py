@@ -57,6 +57,7 @@ class Trainer:
         self.opt = torch.optim.Adam(model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         self.batches = IndexBatches(len(data.train), self.batch_size, self.device, self.seed)
         self.val_x = prepare_fixed(model.likelihood.prepare, data.val.images, self.seed)
+        self.val_y = data.val.labels
         self.fixed_z = self._fixed_prior_samples(model)
         self.logger = RunLogger(Path(run_dir) / "tb", config_yaml, hparams)
         state = RunState()
@@ -85,9 +86,10 @@ class Trainer:
 
     def _train_step(self, model, objective, data: ImageData, step: int):
         model.train()
-        x = model.likelihood.prepare(data.train.images[next(self.batches)])  # (B, C, H, W) float
+        idx = next(self.batches)
+        x = model.likelihood.prepare(data.train.images[idx])  # (B, C, H, W) float
         with self.autocast(self.device):
-            terms = objective(model, x, step)
+            terms = objective(model, x, step, data.train.labels[idx])
         self.opt.zero_grad(set_to_none=True)
         terms["loss"].mean().backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), self.grad_clip or math.inf)
@@ -105,7 +107,7 @@ class Trainer:
     @torch.no_grad()
     def _validate(self, model, objective, state: RunState) -> None:
         model.eval()
-        val = evaluate_split(model, objective, self.val_x, state.step, self.eval_batch_size, self.seed)
+        val = evaluate_split(model, objective, self.val_x, self.val_y, state.step, self.eval_batch_size, self.seed)
         kl = val.pop("kl_per_dim")
         self.logger.scalars("val", {**val, "beta": objective.beta_at(state.step)}, state.step)
         if kl is not None:
@@ -128,8 +130,8 @@ class Trainer:
         lik = model.likelihood
         samples = lik.mean(model.decode(self.fixed_z))
         self.logger.image("samples/prior", make_grid(samples.float(), nrow=8), step)
-        x = self.val_x[: self.num_images // 2]
-        pairs = torch.stack([x, lik.mean(model(x))], dim=1).flatten(0, 1)  # input, reconstruction, ...
+        x, y = self.val_x[: self.num_images // 2], self.val_y[: self.num_images // 2]
+        pairs = torch.stack([x, lik.mean(model(x, y))], dim=1).flatten(0, 1)  # input, reconstruction, ...
         self.logger.image("reconstructions/val", make_grid(pairs.float(), nrow=8), step)
 
     def _save(self, model, state: RunState, val: dict) -> None:
