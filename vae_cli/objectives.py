@@ -7,22 +7,14 @@ import math
 from typing import Callable
 
 import torch
-from torch.distributions import Distribution, Independent, kl_divergence
 
 from vae_cli.errors import ConfigError
 from vae_cli.schedules import Constant
 
 
-def kl_per_dim(q: Distribution, p: Distribution) -> torch.Tensor | None:
-    """Closed-form KL(q || p) per latent dim, (B, D), when both factorize over dims; else None."""
-    if not (isinstance(q, Independent) and isinstance(p, Independent)):
-        return None
-    if q.reinterpreted_batch_ndims != 1 or p.reinterpreted_batch_ndims != 1:
-        return None
-    try:
-        return kl_divergence(q.base_dist, p.base_dist)
-    except NotImplementedError:
-        return None
+def log_weights(t) -> torch.Tensor:
+    """log p(x, z_s) - log q(z_s | x), (S, B): the importance weights of IWAE and of the IW-NLL estimate."""
+    return t.log_px + t.log_pz - t.log_qz
 
 
 def bits_per_dim(nats: torch.Tensor, num_dims: int, discrete_offset: float) -> torch.Tensor:
@@ -55,13 +47,11 @@ class Objective:
 
     def __call__(self, model, x: torch.Tensor, step: int, y: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """x (B, C, H, W) prepared data, y (B,) labels (used by conditional models) -> named terms."""
-        q, p = model.encode(x, y), model.prior_dist()
-        z = q.rsample((self.num_samples,))  # (S, B, D)
-        distortion = -model.decode(z, y).log_prob(x).mean(0)  # (B,)
-        kl_dims = kl_per_dim(q, p)  # (B, D) or None
-        rate = kl_dims.sum(-1) if kl_dims is not None else (q.log_prob(z) - p.log_prob(z)).mean(0)
-        beta_t = self.beta_at(step)
-        loss = distortion + beta_t * self._regularizer(rate, kl_dims)
+        t = model.latent_terms(x, y, self.num_samples)
+        distortion = -t.log_px.mean(0)  # (B,)
+        kl_dims = t.kl_per_dim  # (B, D) or None: then the KL is a Monte Carlo estimate
+        rate = kl_dims.sum(-1) if kl_dims is not None else (t.log_qz - t.log_pz).mean(0)
+        loss = distortion + self.beta_at(step) * self._regularizer(rate, kl_dims)
         return self.terms(loss, distortion, rate, kl_dims, x, model.likelihood)
 
     def _regularizer(self, rate: torch.Tensor, kl_dims: torch.Tensor | None) -> torch.Tensor:

@@ -1,7 +1,31 @@
 """The VAE: injected parts, no variants by subclassing."""
+from dataclasses import dataclass
+
 import torch
 import torch.nn as nn
-from torch.distributions import Distribution
+from torch.distributions import Distribution, Independent, kl_divergence
+
+
+@dataclass
+class LatentTerms:
+    """What every objective needs from a model, for S posterior samples of a batch of B examples (nats)."""
+
+    log_px: torch.Tensor  # (S, B) log p(x | z_s)
+    log_pz: torch.Tensor  # (S, B) log p(z_s)
+    log_qz: torch.Tensor  # (S, B) log q(z_s | x)
+    kl_per_dim: torch.Tensor | None = None  # (B, D) closed-form KL(q || p) per latent dim, when it exists
+
+
+def kl_per_dim(q: Distribution, p: Distribution) -> torch.Tensor | None:
+    """Closed-form KL(q || p) per latent dim, (B, D), when both factorize over dims; else None."""
+    if not (isinstance(q, Independent) and isinstance(p, Independent)):
+        return None
+    if q.reinterpreted_batch_ndims != 1 or p.reinterpreted_batch_ndims != 1:
+        return None
+    try:
+        return kl_divergence(q.base_dist, p.base_dist)
+    except NotImplementedError:
+        return None
 
 
 class VAE(nn.Module):
@@ -25,6 +49,12 @@ class VAE(nn.Module):
 
     def prior_dist(self) -> Distribution:
         return self.prior()
+
+    def latent_terms(self, x: torch.Tensor, y: torch.Tensor | None = None, num_samples: int = 1) -> LatentTerms:
+        """Draw S reparameterized z ~ q(z|x) and score them under the likelihood, prior and posterior."""
+        q, p = self.encode(x, y), self.prior_dist()
+        z = q.rsample((num_samples,))  # (S, B, D)
+        return LatentTerms(self.decode(z, y).log_prob(x), p.log_prob(z), q.log_prob(z), kl_per_dim(q, p))
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> Distribution:
         """Reconstruction distribution p(x|z = E_q[z]) (for pictures; training goes through an objective)."""
