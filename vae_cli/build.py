@@ -7,13 +7,28 @@ import logging
 from pathlib import Path
 
 import torch
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from vae_cli.data import ImageData
-from vae_cli.errors import ConfigError
+from vae_cli.errors import ConfigError, UserError
 
 log = logging.getLogger("vae_cli")
+
+
+def make(node: DictConfig, **kwargs):
+    """instantiate(node) with plain containers; a constructor's UserError (or a TypeError/ValueError from
+    bad config values) surfaces as one clear error instead of Hydra's wrapper."""
+    try:
+        return instantiate(node, _convert_="all", **kwargs)
+    except InstantiationException as e:
+        cause = e.__cause__
+        if isinstance(cause, UserError):
+            raise cause from None
+        if isinstance(cause, (TypeError, ValueError)):
+            raise ConfigError(f"{node.get('_target_', node._get_full_key(None))}: {cause}") from None
+        raise
 
 
 def resolve_device(name: str) -> torch.device:
@@ -44,7 +59,7 @@ def check_config(cfg: DictConfig) -> None:
 
 
 def build_data(cfg: DictConfig) -> ImageData:
-    return instantiate(cfg.dataset, _convert_="all")
+    return make(cfg.dataset)
 
 
 def set_run_length(cfg: DictConfig, num_train: int) -> int:
@@ -56,18 +71,18 @@ def set_run_length(cfg: DictConfig, num_train: int) -> int:
 
 
 def build_model(cfg: DictConfig, image_shape: tuple[int, int, int]) -> torch.nn.Module:
-    likelihood = instantiate(cfg.likelihood, image_shape=image_shape, _convert_="all")
-    encoder = instantiate(cfg.model.encoder, image_shape=image_shape, _convert_="all")
-    decoder = instantiate(cfg.model.decoder, image_shape=image_shape,
-                          out_channels=likelihood.num_params * image_shape[0], _convert_="all")
-    posterior = instantiate(cfg.posterior, in_features=encoder.out_features, _convert_="all")
-    prior = instantiate(cfg.prior, _convert_="all")
-    return instantiate(cfg.model, encoder=encoder, decoder=decoder, posterior=posterior, likelihood=likelihood,
-                       prior=prior, _convert_="all")
+    likelihood = make(cfg.likelihood, image_shape=image_shape)
+    encoder = make(cfg.model.encoder, image_shape=image_shape)
+    decoder = make(cfg.model.decoder, image_shape=image_shape,
+                          out_channels=likelihood.num_params * image_shape[0])
+    posterior = make(cfg.posterior, in_features=encoder.out_features)
+    prior = make(cfg.prior)
+    return make(cfg.model, encoder=encoder, decoder=decoder, posterior=posterior, likelihood=likelihood,
+                       prior=prior)
 
 
 def build_objective(cfg: DictConfig):
-    return instantiate(cfg.objective, _convert_="all")
+    return make(cfg.objective)
 
 
 def check_compatible(model, data: ImageData, choices: dict) -> None:
@@ -95,7 +110,7 @@ def run_training(cfg: DictConfig, run_dir: str | Path, choices: dict | None = No
     set_run_length(cfg, len(data.train))
     model = build_model(cfg, data.image_shape)
     check_compatible(model, data, choices)
-    objective, trainer = build_objective(cfg), instantiate(cfg.trainer, _convert_="all")
+    objective, trainer = build_objective(cfg), make(cfg.trainer)
     n_params = sum(p.numel() for p in model.parameters())
     log.info(f"{data.name}: {len(data.train)} train / {len(data.val)} val images of shape {data.image_shape}; "
              f"model {n_params:,} parameters; {cfg.max_steps} steps on {device}")

@@ -62,6 +62,8 @@ def torchvision_images(name: str, root: str | None = None, val_size: int = 5000,
     path = data_root(root)
     if name == "MNIST":
         _install_bundled_mnist(path)
+    # Archives already on disk pass torchvision's md5 check: "download" then only unpacks, never fetches.
+    download = download or _archives_present(cls, path)
     train, test = (_load(cls, path, train, download) for train in (True, False))
     if not 0 < val_size < len(train):
         raise ConfigError(f"dataset.val_size={val_size} must be in (0, {len(train)})")
@@ -77,6 +79,13 @@ def _install_bundled_mnist(root: Path) -> None:
     for src in (BUNDLED / "MNIST" / "raw").glob("*.gz"):
         if not (raw / src.name).exists() and not (raw / src.stem).exists():
             shutil.copyfile(src, raw / src.name)
+
+
+def _archives_present(cls, root: Path) -> bool:
+    if hasattr(cls, "resources"):  # MNIST family: root/<Name>/raw/*.gz, or already unpacked
+        raw = root / cls.__name__ / "raw"
+        return all((raw / f).exists() or (raw / Path(f).stem).exists() for f, _ in cls.resources)
+    return (root / cls.filename).exists() or (root / cls.base_folder).exists()  # CIFAR: one tarball
 
 
 def _load(cls, root: Path, train: bool, download: bool) -> Split:

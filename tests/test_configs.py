@@ -1,0 +1,69 @@
+"""Every option of every config group composes, builds and trains (parametrized over the files on disk)."""
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import REPO, has_dataset, make_cfg
+from vae_cli.build import build_data, build_model, make, run_training, set_run_length
+from vae_cli.errors import ConfigError, DataError
+
+CONFIGS = REPO / "configs"
+GROUPS = sorted(p.name for p in CONFIGS.iterdir() if p.is_dir() and not p.name.startswith("_"))
+OPTIONS = [(g, f.stem) for g in GROUPS for f in sorted((CONFIGS / g).glob("*.yaml"))]
+# options that only make sense together with others
+COMPANIONS = {("dataset", "cifar10"): ["likelihood=gaussian"]}
+NEEDS_FILES = {"fashion_mnist": "FashionMNIST", "cifar10": "CIFAR10"}
+
+
+def test_every_group_has_options():
+    expected = {"dataset", "model", "likelihood", "objective", "trainer", "schedule", "posterior", "prior"}
+    assert expected <= set(GROUPS)
+    assert {"mnist", "fashion_mnist", "cifar10", "fake"} <= {o for g, o in OPTIONS if g == "dataset"}
+    assert {"elbo", "beta_vae", "kl_annealing", "free_bits"} <= {o for g, o in OPTIONS if g == "objective"}
+
+
+@pytest.mark.parametrize("group,option", OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
+def test_option_builds_and_trains_two_steps(group, option, tmp_path, data_dir):
+    if group == "dataset" and option in NEEDS_FILES and not has_dataset(data_dir, NEEDS_FILES[option]):
+        with pytest.raises(DataError, match="VAE_DATA_DIR"):
+            build_data(make_cfg(f"dataset={option}", f"dataset.download=false"))
+        pytest.skip(f"{NEEDS_FILES[option]} is not in ../shared/data (its missing-data error was checked)")
+    overrides = ["trainer=debug", f"{group}={option}", *COMPANIONS.get((group, option), []),
+                 "max_steps=2", "trainer.eval_every=2", "trainer.log_every=1"]
+    val = run_training(make_cfg(*overrides), tmp_path)
+    assert torch.isfinite(torch.tensor(val["elbo"]))
+    assert (tmp_path / "checkpoints" / "last.pt").is_file()
+
+
+def test_presets_set_what_they_say():
+    assert make_cfg("objective=beta_vae").objective.beta == 4.0
+    assert make_cfg("objective=beta_vae", "beta=2").objective.beta == 2.0  # the user's beta wins
+    assert make_cfg("beta=3").objective.beta == 3.0
+    assert make_cfg("objective=free_bits").objective.free_bits == 0.25
+    assert make_cfg("objective=kl_annealing").objective.schedule._target_.endswith("LinearWarmup")
+    assert make_cfg("objective=kl_annealing", "schedule=cyclical").objective.schedule._target_.endswith("Cyclical")
+    assert make_cfg("trainer=debug").dataset._target_.endswith("fake_images")
+    assert make_cfg("trainer=debug", "dataset=mnist").dataset.name == "MNIST"
+
+
+def test_run_length_from_epochs_and_cyclical_period(tmp_path):
+    cfg = make_cfg("trainer=debug", "max_steps=null", "max_epochs=3", "schedule=cyclical")
+    data = build_data(cfg)
+    assert set_run_length(cfg, len(data.train)) == 3 * (512 // 32)
+    assert make(cfg.objective).schedule.period == 3 * 16 // 4
+
+
+@pytest.mark.parametrize("shape", [[1, 28, 28], [3, 32, 32]])
+@pytest.mark.parametrize("model", ["mlp", "conv"])
+def test_architectures_fit_both_image_shapes(model, shape):
+    cfg = make_cfg("trainer=debug", f"model={model}", f"dataset.image_shape={shape}".replace(" ", ""),
+                   "likelihood=gaussian")
+    vae = build_model(cfg, tuple(shape))
+    x = torch.rand(4, *shape)
+    assert vae.decode(vae.encode(x).rsample()).base_dist.loc.shape == (4, *shape)
+
+
+def test_conv_rejects_an_image_it_cannot_fit():
+    with pytest.raises(ConfigError, match="divisible by 8"):
+        build_model(make_cfg("model=conv", "model.encoder.channels=[8,8,8]"), (1, 28, 28))
