@@ -26,7 +26,7 @@ class BernoulliLikelihood(nn.Module):
         self.image_shape = tuple(image_shape)
 
     def forward(self, params: torch.Tensor) -> Distribution:
-        return Independent(Bernoulli(logits=params.float()), 3)  # batch (...), event (C, H, W)
+        return Independent(Bernoulli(logits=params.float(), validate_args=False), 3, validate_args=False)  # batch (...), event (C, H, W)
 
     @staticmethod
     def prepare(images: torch.Tensor) -> torch.Tensor:
@@ -69,7 +69,8 @@ class GaussianLikelihood(nn.Module):
 
     def forward(self, params: torch.Tensor) -> Distribution:
         mean = params.float()
-        return Independent(Normal(mean, self.sigma().expand_as(mean)), 3)
+        return Independent(Normal(mean, self.sigma().expand_as(mean), validate_args=False), 3,
+                           validate_args=False)
 
     @staticmethod
     def prepare(images: torch.Tensor) -> torch.Tensor:

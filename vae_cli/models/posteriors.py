@@ -15,4 +15,5 @@ class DiagonalGaussian(nn.Module):
 
     def forward(self, h: torch.Tensor) -> Distribution:
         loc, raw_scale = self.head(h).float().chunk(2, dim=-1)  # (B, D) each
-        return Independent(Normal(loc, F.softplus(raw_scale) + self.min_scale), 1)
+        return Independent(Normal(loc, F.softplus(raw_scale) + self.min_scale, validate_args=False), 1,
+                           validate_args=False)

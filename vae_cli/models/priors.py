@@ -11,4 +11,4 @@ class StandardNormal(nn.Module):
         self.register_buffer("scale", torch.ones(latent_dim))
 
     def forward(self) -> Distribution:
-        return Independent(Normal(self.loc, self.scale), 1)
+        return Independent(Normal(self.loc, self.scale, validate_args=False), 1, validate_args=False)
