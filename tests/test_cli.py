@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
 SCALAR_TAGS = {f"{split}/{name}" for split in ("train", "val")
                for name in ("loss", "elbo", "distortion", "rate", "bits_per_dim", "beta")}
@@ -32,6 +34,17 @@ def events(run_dir: Path) -> EventAccumulator:
     return acc
 
 
+def hparams(run_dir: Path) -> dict:
+    """The HParams tab's view of a run: the session's hyperparameters as {name: value}."""
+    (path,) = (run_dir / "tb").glob("events.out.tfevents.*")
+    for event in EventFileLoader(str(path)).Load():
+        for value in event.summary.value:
+            if value.tag == "_hparams_/session_start_info":
+                info = HParamsPluginData.FromString(value.metadata.plugin_data.content).session_start_info
+                return {k: v.WhichOneof("kind") and getattr(v, v.WhichOneof("kind")) for k, v in info.hparams.items()}
+    return {}
+
+
 def test_debug_run_logs_every_tag(tmp_path):
     proc = vae_train("trainer=debug", cwd=tmp_path)
     (run,) = run_dirs(tmp_path / "outputs")
@@ -47,6 +60,8 @@ def test_debug_run_logs_every_tag(tmp_path):
     assert [e.step for e in acc.Scalars("val/elbo")] == [0, 15, 30]
     assert "config/text_summary" in tags["tensors"]
     assert (run / ".hydra" / "config.yaml").is_file()
+    hp = hparams(run)
+    assert hp["beta"] == 1.0 and hp["latent_dim"] == 32 and hp["model"] == "mlp" and hp["dataset"] == "fake"
 
 
 def test_multirun_leaves_one_complete_run_dir_per_job(tmp_path):
@@ -57,6 +72,7 @@ def test_multirun_leaves_one_complete_run_dir_per_job(tmp_path):
     for run, beta in zip(runs, (1.0, 4.0)):
         assert (run / "checkpoints" / "last.pt").is_file()
         assert events(run).Scalars("val/beta")[-1].value == beta
+        assert hparams(run)["beta"] == beta
 
 
 def test_bad_input_is_one_clear_line_and_a_nonzero_exit(tmp_path):
