@@ -13,6 +13,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from vae_cli.data import ImageData
 from vae_cli.errors import ConfigError, UserError
+from vae_cli.resume import check_resumable, find_checkpoint, wants_resume
+from vae_cli.validate import check_writable, validate_config, validate_data
 
 log = logging.getLogger("vae_cli")
 
@@ -50,6 +52,7 @@ def resolve_device(name: str) -> torch.device:
 
 def check_config(cfg: DictConfig) -> None:
     """Range checks on the top-level knobs, before any data is loaded."""
+    validate_config(cfg)
     for key in ("latent_dim", "max_steps", "max_epochs"):
         value = cfg.get(key)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):
@@ -100,13 +103,18 @@ def hparams(cfg: DictConfig, choices: dict) -> dict:
     return {**picked, **knobs}
 
 
-def run_training(cfg: DictConfig, run_dir: str | Path, choices: dict | None = None) -> dict:
-    """Build everything from `cfg`, train, and return the final validation metrics."""
+def run_training(cfg: DictConfig, run_dir: str | Path, choices: dict | None = None, stop=None) -> dict:
+    """Build everything from `cfg`, train, and return the final validation metrics.
+
+    Every check runs before the first step; `stop` (signals.StopFlag) asks the trainer to save and stop."""
     choices = choices or {}
     check_config(cfg)
     device = resolve_device(cfg.device)
+    resume = find_checkpoint(Path(run_dir), cfg.resume) if wants_resume(cfg.get("resume")) else None
+    check_writable(Path(run_dir) / "checkpoints")
     torch.manual_seed(cfg.seed)
     data = build_data(cfg)
+    validate_data(cfg, len(data.train))
     set_run_length(cfg, len(data.train))
     model = build_model(cfg, data.image_shape)
     check_compatible(model, data, choices)
@@ -115,8 +123,11 @@ def run_training(cfg: DictConfig, run_dir: str | Path, choices: dict | None = No
     log.info(f"{data.name}: {len(data.train)} train / {len(data.val)} val images of shape {data.image_shape}; "
              f"model {n_params:,} parameters; {cfg.max_steps} steps on {device}")
     config = OmegaConf.to_container(cfg, resolve=True)
+    if resume:
+        check_resumable(*resume, config)
+        log.info(f"resuming from {resume[1]}")
     val = trainer.fit(model, objective, data, device, Path(run_dir), config, OmegaConf.to_yaml(cfg, resolve=True),
-                      hparams(cfg, choices))
+                      hparams(cfg, choices), resume=resume and resume[0], stop=stop)
     log.info(f"done: val elbo {val['elbo']:.3f} nats, {val['bits_per_dim']:.4f} bits/dim after "
              f"{cfg.max_steps} steps; run dir {Path(run_dir).resolve()}")
     return val

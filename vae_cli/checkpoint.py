@@ -1,4 +1,6 @@
 """Checkpoints: one dict of tensors and plain types, written atomically, loaded with weights_only=True."""
+import contextlib
+import io
 import os
 import random
 from pathlib import Path
@@ -34,16 +36,30 @@ def _as_tuples(x):
     return tuple(_as_tuples(v) for v in x) if isinstance(x, (list, tuple)) else x
 
 
-def save_checkpoint(path: Path, state: dict) -> None:
-    """Write to a temporary file, flush and fsync it, then rename over `path`: never a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+def save_checkpoint(path: Path, state: dict, copies: tuple[Path, ...] = ()) -> None:
+    """Serialize once, then write `path` (and each of `copies`) atomically: a temporary file, flushed and
+    fsynced, renamed over the target. A failed write (disk full, read-only) removes the temporary file,
+    leaves the previous checkpoint as it was, and raises one UserError."""
+    buf = io.BytesIO()
+    torch.save({**state, "version": __version__}, buf)
+    for target in (Path(path), *map(Path, copies)):
+        _write_atomic(target, buf.getbuffer())
+
+
+def _write_atomic(path: Path, data) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        torch.save({**state, "version": __version__}, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        kept = f"the previous {path.name} is intact" if path.is_file() else f"no earlier {path.name} existed"
+        raise UserError(f"could not write checkpoint {path}: {e.strerror or e}; {kept}") from None
 
 
 def load_checkpoint(path: Path, map_location="cpu") -> dict:

@@ -12,41 +12,61 @@ class Meter:
     It also remembers the first step whose loss or gradient norm was non-finite, and the terms then.
     """
 
-    def __init__(self, device: torch.device):
-        self.device = device
+    def __init__(self, device: torch.device, skip: bool = False):
+        self.device, self.skip = device, skip  # skip: bad steps are left out of the means, not raised
         self.reset()
         self.first_bad = torch.tensor(-1, device=device)
         self.bad_terms = torch.zeros(len(SCALARS) + 1, device=device)
 
     def reset(self) -> None:
         self.sums = torch.zeros(len(SCALARS) + 1, device=self.device)  # terms..., grad_norm
+        self.good = torch.zeros((), device=self.device)  # finite steps in the window
         self.kl_sum = None
         self.count = 0
 
-    def add(self, terms: dict[str, torch.Tensor], grad_norm: torch.Tensor, step: int) -> None:
+    def add(self, terms: dict[str, torch.Tensor], grad_norm: torch.Tensor, step: int) -> torch.Tensor:
+        """Accumulate one step; returns whether all its terms and the gradient norm are finite (0-dim bool)."""
         values = torch.stack([terms[k].detach().float().mean() for k in SCALARS] + [grad_norm.float()])
-        newly_bad = (self.first_bad < 0) & ~torch.isfinite(values).all()
+        ok = torch.isfinite(values).all()
+        newly_bad = (self.first_bad < 0) & ~ok
         self.first_bad = torch.where(newly_bad, step, self.first_bad)
         self.bad_terms = torch.where(newly_bad, values, self.bad_terms)
-        self.sums += values
+        self.sums += torch.where(ok, values, 0.0)
+        self.good += ok
         if "kl_per_dim" in terms:
-            kl = terms["kl_per_dim"].detach().float()
+            kl = torch.where(ok, terms["kl_per_dim"].detach().float(), 0.0)
             self.kl_sum = kl if self.kl_sum is None else self.kl_sum + kl
         self.count += 1
+        return ok
+
+    def describe_first_bad(self) -> str:
+        """'step 12: distortion=nan, grad_norm=nan' for the first non-finite step, or '' if there was none."""
+        step = int(self.first_bad)
+        if step < 0:
+            return ""
+        names = [*SCALARS, "grad_norm"]
+        bad = [f"{n}={v:g}" for n, v in zip(names, self.bad_terms.tolist()) if not torch.isfinite(torch.tensor(v))]
+        return f"step {step}: {', '.join(bad)}"
 
     def check_finite(self) -> None:
         """Raise naming the first bad step and which of the terms (or the gradient) was not finite."""
-        step = int(self.first_bad)
-        if step >= 0:
-            names = [*SCALARS, "grad_norm"]
-            bad = [f"{n}={v:g}" for n, v in zip(names, self.bad_terms.tolist()) if not torch.isfinite(torch.tensor(v))]
-            raise NonFiniteError(f"non-finite value at step {step}: {', '.join(bad)}; the last good checkpoint "
+        if not self.skip and (bad := self.describe_first_bad()):
+            raise NonFiniteError(f"non-finite value at {bad}; the last good checkpoint "
                                  f"is kept (lower the lr, set trainer.grad_clip, or check the data)")
 
     def means(self) -> dict[str, float]:
+        """Means over the window's finite steps (nan if every step of the window was skipped)."""
         self.check_finite()
-        values = (self.sums / max(self.count, 1)).tolist()
+        values = (self.sums / self.good).tolist()
         return dict(zip([*SCALARS, "grad_norm"], values))
+
+    def state_dict(self) -> dict:
+        return {"sums": self.sums, "good": self.good, "kl_sum": self.kl_sum, "count": self.count,
+                "first_bad": self.first_bad, "bad_terms": self.bad_terms}
+
+    def load_state_dict(self, state: dict) -> None:
+        for k, v in state.items():
+            setattr(self, k, v.to(self.device) if torch.is_tensor(v) else v)
 
 
 @torch.no_grad()

@@ -9,10 +9,13 @@ from pathlib import Path
 import torch
 from torchvision.utils import make_grid
 
-from vae_cli.checkpoint import rng_state, save_checkpoint
+from vae_cli.checkpoint import rng_state, save_checkpoint, set_rng_state
 from vae_cli.data import ImageData, IndexBatches, prepare_fixed
 from vae_cli.errors import ConfigError
 from vae_cli.metrics import Meter, evaluate_split
+from vae_cli.nonfinite import NonFiniteGuard
+from vae_cli.resume import prune, step_path
+from vae_cli.signals import StopRequested
 from vae_cli.tblog import RunLogger
 
 log = logging.getLogger("vae_cli")
@@ -28,7 +31,8 @@ class RunState:
 class Trainer:
     def __init__(self, max_steps: int, batch_size: int = 128, lr: float = 1e-3, weight_decay: float = 0.0,
                  grad_clip: float | None = None, log_every: int = 100, eval_every: int = 1000,
-                 eval_batch_size: int = 1000, precision: str = "fp32", num_images: int = 64, seed: int = 0):
+                 eval_batch_size: int = 1000, precision: str = "fp32", num_images: int = 64, seed: int = 0,
+                 keep_last: int = 3, nonfinite: str = "raise", max_skips: int = 10):
         if max_steps <= 0 or lr <= 0 or log_every <= 0 or eval_every <= 0 or eval_batch_size <= 0:
             raise ConfigError(f"trainer: max_steps={max_steps}, lr={lr}, log_every={log_every}, "
                               f"eval_every={eval_every}, eval_batch_size={eval_batch_size} must all be > 0")
@@ -39,6 +43,7 @@ class Trainer:
         self.max_steps, self.batch_size, self.lr, self.weight_decay = max_steps, batch_size, lr, weight_decay
         self.grad_clip, self.log_every, self.eval_every = grad_clip, log_every, eval_every
         self.eval_batch_size, self.precision, self.num_images, self.seed = eval_batch_size, precision, num_images, seed
+        self.keep_last, self.nonfinite, self.max_skips = keep_last, nonfinite, max_skips  # see nonfinite.py
 
     def autocast(self, device: torch.device):
         if self.precision == "bf16":
@@ -48,31 +53,48 @@ class Trainer:
         return contextlib.nullcontext()
 
     def fit(self, model, objective, data: ImageData, device: torch.device, run_dir: Path, config: dict,
-            config_yaml: str, hparams: dict) -> dict:
-        """Train `model` on `data` and return the final validation metrics; writes tb/ and checkpoints/."""
+            config_yaml: str, hparams: dict, resume: dict | None = None, stop=None) -> dict:
+        """Train `model` on `data` and return the final validation metrics; writes tb/ and checkpoints/.
+
+        resume: a checkpoint to continue from exactly; stop: a flag (signals.StopFlag) read once per step."""
         self.device, self.config, self.ckpt_dir = torch.device(device), config, Path(run_dir) / "checkpoints"
         self.autocast(self.device)  # fails early for bf16 off CUDA
         model.to(self.device)
         data = data.to(self.device)
-        self.opt = torch.optim.Adam(model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        skip = self.nonfinite == "skip"  # capturable: Adam's step count on the GPU, so skips never sync
+        self.opt = torch.optim.Adam(model.parameters(), lr=self.lr, weight_decay=self.weight_decay,
+                                    capturable=skip and self.device.type == "cuda")
+        self.meter, self.guard = Meter(self.device, skip), NonFiniteGuard(self.nonfinite, self.max_skips, self.device)
         self.batches = IndexBatches(len(data.train), self.batch_size, self.device, self.seed)
         self.val_x = prepare_fixed(model.likelihood.prepare, data.val.images, self.seed)
         self.val_y = data.val.labels
         self.fixed_z = self._fixed_prior_samples(model)
-        self.logger = RunLogger(Path(run_dir) / "tb", config_yaml, hparams)
-        state = RunState()
+        state = RunState() if resume is None else self._restore(model, resume)
+        purge = None if resume is None else state.step + 1  # TensorBoard drops what the lost run logged later
+        self.logger = RunLogger(Path(run_dir) / "tb", config_yaml, hparams, purge_step=purge)
         try:
-            self._validate(model, objective, state)
-            self._loop(model, objective, data, state)
+            if resume is None:
+                self._validate(model, objective, state)
+            self._loop(model, objective, data, state, stop)
         finally:
             self.logger.close()
         return state.last_val
 
-    def _loop(self, model, objective, data: ImageData, state: RunState) -> None:
-        meter, tick, seen = Meter(self.device), time.perf_counter(), 0
+    def _restore(self, model, ckpt: dict) -> RunState:
+        """Model, optimizer, batch order, meters and every RNG as they were after step ckpt["step"]."""
+        model.load_state_dict(ckpt["model"])
+        self.opt.load_state_dict(ckpt["optimizer"])
+        self.batches.load_state_dict(ckpt["batches"])
+        self.meter.load_state_dict(ckpt.get("meter", {}))
+        self.guard.load_state_dict(ckpt.get("nonfinite", {}))
+        set_rng_state(ckpt["rng"])
+        log.info(f"resuming at step {ckpt['step']} (best val elbo {ckpt['best_val_elbo']:.3f})")
+        return RunState(ckpt["step"], ckpt["best_val_elbo"], ckpt["val"])
+
+    def _loop(self, model, objective, data: ImageData, state: RunState, stop=None) -> None:
+        meter, tick, seen = self.meter, time.perf_counter(), 0
         while state.step < self.max_steps:
-            terms, grad_norm = self._train_step(model, objective, data, state.step)
-            meter.add(terms, grad_norm, state.step)
+            self._train_step(model, objective, data, state.step)
             state.step += 1
             seen += self.batch_size
             if state.step % self.log_every == 0 or state.step == self.max_steps:
@@ -81,8 +103,11 @@ class Trainer:
                 tick, seen = time.perf_counter(), 0
             if state.step % self.eval_every == 0 or state.step == self.max_steps:
                 meter.check_finite()
+                self.guard.check(meter.describe_first_bad())
                 self._validate(model, objective, state)
                 tick = time.perf_counter()  # throughput counts training only
+            if stop and state.step < self.max_steps:  # a signal arrived: this step is done, save it and let the CLI exit
+                raise StopRequested(stop.signum, state.step, self._save(model, state, None))
 
     def _train_step(self, model, objective, data: ImageData, step: int):
         model.train()
@@ -93,13 +118,15 @@ class Trainer:
         self.opt.zero_grad(set_to_none=True)
         terms["loss"].mean().backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), self.grad_clip or math.inf)
-        self.opt.step()
-        return terms, grad_norm
+        self.guard.step(self.opt, self.meter.add(terms, grad_norm, step))
 
     def _log_train(self, meter: Meter, objective, step: int, examples_per_sec: float) -> None:
+        self.guard.check(meter.describe_first_bad())
         means = meter.means()
         beta = objective.beta_at(step - 1)
         extra = {"beta": beta, "lr": self.opt.param_groups[0]["lr"], "examples_per_sec": examples_per_sec}
+        if self.guard.skip:
+            extra["skipped_steps"] = int(self.guard.skipped)
         self.logger.scalars("train", {**means, **extra}, step)
         log.info(f"step {step:>7d}/{self.max_steps}  loss {means['loss']:9.3f}  elbo {means['elbo']:9.3f}  "
                  f"kl {means['rate']:7.3f}  beta {beta:.3g}  {examples_per_sec:8.0f} ex/s")
@@ -134,11 +161,16 @@ class Trainer:
         pairs = torch.stack([x, lik.mean(model(x, y))], dim=1).flatten(0, 1)  # input, reconstruction, ...
         self.logger.image("reconstructions/val", make_grid(pairs.float(), nrow=8), step)
 
-    def _save(self, model, state: RunState, val: dict) -> None:
+    def _save(self, model, state: RunState, val: dict | None) -> Path:
+        """step_N.pt (the newest keep_last kept), last.pt, and best.pt when `val` has the best elbo so far."""
+        better = val is not None and val["elbo"] > state.best_val_elbo
+        state.best_val_elbo = val["elbo"] if better else state.best_val_elbo
         ckpt = {"model": model.state_dict(), "optimizer": self.opt.state_dict(), "step": state.step,
                 "batches": self.batches.state_dict(), "rng": rng_state(), "config": self.config,
-                "val": val, "best_val_elbo": max(state.best_val_elbo, val["elbo"])}
-        save_checkpoint(self.ckpt_dir / "last.pt", ckpt)
-        if val["elbo"] > state.best_val_elbo:
-            state.best_val_elbo = val["elbo"]
-            save_checkpoint(self.ckpt_dir / "best.pt", ckpt)
+                "val": val or state.last_val, "best_val_elbo": state.best_val_elbo,
+                "meter": self.meter.state_dict(), "nonfinite": self.guard.state_dict()}
+        last, best = self.ckpt_dir / "last.pt", self.ckpt_dir / "best.pt"
+        paths = [step_path(self.ckpt_dir, state.step)] * bool(self.keep_last) + [last] + [best] * better
+        save_checkpoint(paths[0], ckpt, tuple(paths[1:]))
+        prune(self.ckpt_dir, self.keep_last)
+        return last

@@ -1,0 +1,122 @@
+"""Resuming: which checkpoint to continue from, whether it fits this config, and which run dir it lives in.
+
+`resume=true`: continue from the newest good checkpoint in this run's dir, or start at step 0 when there
+is none (the same command serves a first start and every requeue). `resume=PATH` (a run dir or a
+checkpoint file): continue that run, in its dir, with its original overrides; a bad PATH is an error.
+"""
+import logging
+import re
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from vae_cli import __version__
+from vae_cli.checkpoint import load_checkpoint
+from vae_cli.errors import ConfigError, UserError
+
+log = logging.getLogger("vae_cli")
+
+# Keys that may change between a run and its resumption: they set how long, where and how loudly it runs,
+# not what is trained. Everything else must match the checkpoint's resolved config.
+MAY_CHANGE = ("resume", "max_steps", "max_epochs", "trainer.max_steps", "device", "data_dir", "dataset.root",
+              "dataset.download", "trainer.log_every", "trainer.eval_every", "trainer.eval_batch_size",
+              "trainer.keep_last", "trainer.nonfinite", "trainer.max_skips", "trainer.num_images")
+FALSE = ("false", "False", "null", "None", "")
+TRUE = ("true", "True")
+
+
+def step_path(ckpt_dir: Path, step: int) -> Path:
+    return Path(ckpt_dir) / f"step_{step:09d}.pt"
+
+
+def step_files(ckpt_dir: Path) -> list[Path]:
+    """Step-numbered checkpoints, newest first."""
+    return sorted(Path(ckpt_dir).glob("step_*.pt"), reverse=True)
+
+
+def prune(ckpt_dir: Path, keep_last: int) -> None:
+    """Keep the newest `keep_last` step-numbered checkpoints (last.pt and best.pt are separate files)."""
+    for old in step_files(ckpt_dir)[keep_last:]:
+        old.unlink(missing_ok=True)
+
+
+def wants_resume(resume) -> bool:
+    return resume is True or (isinstance(resume, str) and resume not in FALSE)
+
+
+def find_checkpoint(run_dir: Path, resume) -> tuple[dict, Path] | None:
+    """The checkpoint to resume from, or None to start fresh. A file named by `resume` must load;
+    otherwise the newest step file, then last.pt, falling back past corrupt ones with a warning."""
+    explicit = isinstance(resume, str) and resume not in TRUE
+    target = Path(resume) if explicit else Path(run_dir)
+    if target.is_file():
+        return load_checkpoint(target), target
+    ckpt_dir = target if target.name == "checkpoints" else target / "checkpoints"
+    for path in [*step_files(ckpt_dir), ckpt_dir / "last.pt"]:
+        if not path.is_file():
+            continue
+        try:
+            return load_checkpoint(path), path
+        except UserError as e:
+            log.warning(f"skipping a bad checkpoint: {e}")
+    if explicit or any(ckpt_dir.glob("*.pt")):
+        raise UserError(f"resume={resume}: no readable checkpoint in {ckpt_dir}")
+    log.info(f"resume=true: no checkpoint in {ckpt_dir} yet; starting at step 0")
+    return None
+
+
+def check_resumable(state: dict, path: Path, config: dict) -> None:
+    """The checkpoint must come from this version (major.minor) and this config (up to MAY_CHANGE keys)."""
+    version = str(state.get("version", "unknown"))
+    if version.split(".")[:2] != __version__.split(".")[:2]:
+        raise UserError(f"checkpoint {path} was written by vae-cli {version}; this is {__version__}. "
+                        f"Resume it with vae-cli {version}, or start a new run (resume=false)")
+    old, new = _flatten(state["config"]), _flatten(config)
+    diffs = [f"{k}: {old.get(k, '<absent>')!r} -> {new.get(k, '<absent>')!r}" for k in sorted(old.keys() | new.keys())
+             if old.get(k, "<absent>") != new.get(k, "<absent>") and not k.startswith(MAY_CHANGE)]
+    if diffs:
+        raise ConfigError(f"checkpoint {path} was trained with another config ({'; '.join(diffs[:4])}"
+                          f"{'; ...' if len(diffs) > 4 else ''}): use the run's own overrides, or a new run dir")
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        out.update(_flatten(v, key + ".") if isinstance(v, dict) and v else {key: v})
+    return out
+
+
+def resume_argv(argv: list[str]) -> list[str]:
+    """`vae-train resume=RUN_DIR [overrides]` -> the original run's overrides, then the new ones, then
+    hydra.run.dir=RUN_DIR, so Hydra composes the same config in the same dir. Other argv is returned as is."""
+    idx = [i for i, a in enumerate(argv) if a.startswith("resume=")]
+    if not idx or argv[idx[-1]].split("=", 1)[1] in (*TRUE, *FALSE):
+        return argv
+    if {"-m", "--multirun"} & set(argv):
+        raise UserError("resume=PATH resumes one run; for a sweep re-run it with resume=true "
+                        "hydra.sweep.dir=<the sweep's dir>")
+    path = Path(argv[idx[-1]].split("=", 1)[1].strip("'\""))
+    run_dir = _run_dir_of(path)
+    new = [a for i, a in enumerate(argv[1:], 1) if i not in idx]
+    given = {_key(a) for a in new}
+    overrides = run_dir / ".hydra" / "overrides.yaml"
+    old = list(OmegaConf.load(overrides)) if overrides.is_file() else []
+    old = [a for a in old if _key(a) not in given and _key(a) != "resume"]
+    return [argv[0], *old, *new, f"resume={_quote(str(path))}", f"hydra.run.dir={_quote(str(run_dir))}"]
+
+
+def _run_dir_of(path: Path) -> Path:
+    if path.is_file():
+        return path.parent.parent if path.parent.name == "checkpoints" else path.parent
+    if path.is_dir():
+        return path.parent if path.name == "checkpoints" else path
+    raise UserError(f"resume={path}: no such run dir or checkpoint file")
+
+
+def _key(override: str) -> str:
+    return re.sub(r"^[+~]+", "", override.split("=", 1)[0])
+
+
+def _quote(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"

@@ -1,0 +1,114 @@
+"""Start-up checks: every value a user types is checked before data is loaded or a step is spent.
+
+Each failure is one `ConfigError` naming the key, the offending value and what is allowed. Keys absent
+from the composed config (an option without that knob) are skipped.
+"""
+import math
+import os
+from numbers import Real
+from pathlib import Path
+
+from hydra.errors import InstantiationException
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from vae_cli.errors import ConfigError, UserError
+
+
+def _int(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _num(x) -> bool:
+    return isinstance(x, Real) and not isinstance(x, bool) and math.isfinite(x)
+
+
+# (predicate, what the value must be): shared by the rules below
+POSITIVE_INT = (lambda x: _int(x) and x > 0, "a positive integer")
+NONNEG_INT = (lambda x: _int(x) and x >= 0, "an integer >= 0")
+POSITIVE = (lambda x: _num(x) and x > 0, "a finite number > 0")
+NONNEG = (lambda x: _num(x) and x >= 0, "a finite number >= 0")
+OPT_POSITIVE_INT = (lambda x: x is None or POSITIVE_INT[0](x), "a positive integer or null")
+OPT_POSITIVE = (lambda x: x is None or POSITIVE[0](x), "a number > 0 or null")
+INT = (_int, "an integer")
+BOOL = (lambda x: isinstance(x, bool), "true or false")
+RESUME = (lambda x: isinstance(x, (bool, str)) and x != "", "true, false or a run dir / checkpoint path")
+
+RULES = {
+    "latent_dim": POSITIVE_INT, "beta": NONNEG, "seed": INT, "max_steps": OPT_POSITIVE_INT,
+    "max_epochs": OPT_POSITIVE_INT, "resume": RESUME,
+    "objective.beta": NONNEG, "objective.free_bits": NONNEG, "objective.num_samples": POSITIVE_INT,
+    "trainer.batch_size": POSITIVE_INT, "trainer.lr": POSITIVE, "trainer.weight_decay": NONNEG,
+    "trainer.grad_clip": OPT_POSITIVE, "trainer.log_every": POSITIVE_INT, "trainer.eval_every": POSITIVE_INT,
+    "trainer.eval_batch_size": POSITIVE_INT, "trainer.num_images": POSITIVE_INT,
+    "trainer.keep_last": NONNEG_INT, "trainer.max_skips": POSITIVE_INT,
+    "trainer.precision": (lambda x: x in ("fp32", "bf16"), "fp32 or bf16"),
+    "trainer.nonfinite": (lambda x: x in ("raise", "skip"), "raise or skip"),
+    "dataset.val_size": POSITIVE_INT, "dataset.split_seed": INT, "dataset.download": BOOL,
+    "dataset.num_train": POSITIVE_INT, "dataset.num_val": POSITIVE_INT, "dataset.num_test": POSITIVE_INT,
+    "dataset.num_classes": POSITIVE_INT, "dataset.binarizable": BOOL,
+    "dataset.image_shape": (lambda x: isinstance(x, list) and len(x) == 3 and all(POSITIVE_INT[0](v) for v in x),
+                            "a list [C, H, W] of three positive integers"),
+    "likelihood.sigma": POSITIVE, "likelihood.min_sigma": POSITIVE,
+    "schedule.warmup_steps": POSITIVE_INT, "schedule.start": (lambda x: _num(x) and 0 <= x <= 1, "in [0, 1]"),
+    "schedule.n_cycles": POSITIVE_INT, "schedule.ratio": (lambda x: _num(x) and 0 < x <= 1, "in (0, 1]"),
+}
+
+
+def validate_config(cfg: DictConfig) -> None:
+    """Types and ranges of every known knob; raises one ConfigError for the first bad value."""
+    try:
+        plain = OmegaConf.to_container(cfg, resolve=True)
+    except OmegaConfBaseException as e:
+        raise ConfigError(f"the config does not resolve: {one_line(e)}") from None
+    for key, (ok, what) in RULES.items():
+        node = plain
+        for part in key.split("."):
+            node = node.get(part, _ABSENT) if isinstance(node, dict) else _ABSENT
+        if node is not _ABSENT and not ok(node):
+            raise ConfigError(f"{key}={node!r} must be {what}")
+    if plain.get("max_steps") is None and plain.get("max_epochs") is None:
+        raise ConfigError("set max_steps or max_epochs")
+
+
+_ABSENT = object()
+
+
+def validate_data(cfg: DictConfig, num_train: int) -> None:
+    """Checks that need the dataset's size."""
+    if cfg.trainer.batch_size > num_train:
+        raise ConfigError(f"trainer.batch_size={cfg.trainer.batch_size} is larger than the {num_train} training "
+                          f"examples of dataset={cfg.dataset.get('name', 'fake')}; lower it")
+
+
+def check_writable(directory: Path) -> None:
+    """Create `directory` and write + remove a probe file there, so a run never trains without a place to save."""
+    probe = Path(directory) / f".write-test-{os.getpid()}"
+    try:
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        with open(probe, "wb") as f:
+            f.write(b"\0" * 4096)
+            f.flush()
+            os.fsync(f.fileno())
+        probe.unlink()
+    except OSError as e:
+        raise UserError(f"cannot write checkpoints to {directory}: {e.strerror or e} "
+                        f"(choose another hydra.run.dir or free the disk)") from None
+
+
+def one_line(e: BaseException) -> str:
+    return " ".join(str(e).split())
+
+
+def as_user_error(e: BaseException) -> UserError | None:
+    """A UserError for exceptions a user's input caused (also when Hydra's instantiate wrapped them), else None."""
+    if isinstance(e, UserError):
+        return e
+    if isinstance(e, InstantiationException):
+        cause = e.__cause__
+        if isinstance(cause, UserError):
+            return cause
+        return ConfigError(one_line(e))  # e.g. a keyword the target does not take
+    if isinstance(e, OmegaConfBaseException):
+        return ConfigError(one_line(e))
+    return None
