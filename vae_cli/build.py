@@ -11,6 +11,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from vae_cli.checkpoint import seed_everything
 from vae_cli.data import ImageData
 from vae_cli.errors import ConfigError, UserError
 from vae_cli.resume import check_resumable, find_checkpoint, wants_resume
@@ -112,7 +113,7 @@ def run_training(cfg: DictConfig, run_dir: str | Path, choices: dict | None = No
     device = resolve_device(cfg.device)
     resume = find_checkpoint(Path(run_dir), cfg.resume) if wants_resume(cfg.get("resume")) else None
     check_writable(Path(run_dir) / "checkpoints")
-    torch.manual_seed(cfg.seed)
+    seed_everything(cfg.seed)
     data = build_data(cfg)
     validate_data(cfg, len(data.train))
     set_run_length(cfg, len(data.train))

@@ -23,6 +23,13 @@ def rng_state() -> dict:
     }
 
 
+def seed_everything(seed: int) -> None:
+    """Seed torch (all devices), numpy and python's random, so that every RNG a checkpoint restores is seeded."""
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
+
+
 def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
     if state["cuda"] and torch.cuda.is_available():

@@ -1,0 +1,81 @@
+"""Never lose a run: SIGKILL / SIGTERM part way, then resume, ends bitwise where an uninterrupted run ends."""
+import signal
+from pathlib import Path
+
+import pytest
+from clitools import TINY, assert_same_tensors, load, run, scalars, start, wait_for
+
+from vae_cli.resume import find_checkpoint
+
+STEPS = 300
+ARGS = [*TINY, f"max_steps={STEPS}", "trainer.eval_every=50", "trainer.log_every=10"]
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> Path:
+    """The same seed and config, never interrupted."""
+    run_dir = tmp_path_factory.mktemp("reference")
+    done = run(*ARGS, f"hydra.run.dir={run_dir}")
+    assert done.returncode == 0, done.stderr
+    return run_dir
+
+
+def assert_same_run(run_dir: Path, reference: Path) -> None:
+    got, want = load(run_dir / "checkpoints" / "last.pt"), load(reference / "checkpoints" / "last.pt")
+    assert got["step"] == want["step"] == STEPS
+    for key in ("model", "optimizer", "batches", "rng", "val", "best_val_elbo", "meter"):
+        assert_same_tensors(got[key], want[key], key)  # torch.equal on every tensor
+    got_tb, want_tb = scalars(run_dir), scalars(reference)
+    assert got_tb.keys() == want_tb.keys()
+    for tag in want_tb:  # one seamless line: the same steps, once each, with the same values
+        if tag != "train/examples_per_sec":
+            assert got_tb[tag] == want_tb[tag], tag
+
+
+def resume_and_check(run_dir: Path, reference: Path) -> int:
+    saved = find_checkpoint(run_dir, True)[0]["step"]  # what a resume must continue from
+    assert 0 < saved < STEPS
+    done = run(f"resume={run_dir}")  # the user types only this: the run's overrides come from its dir
+    assert done.returncode == 0, done.stderr
+    assert f"resuming at step {saved} " in (run_dir / "train.log").read_text()
+    assert_same_run(run_dir, reference)
+    return saved
+
+
+def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, reference):
+    proc = start(*ARGS, f"hydra.run.dir={tmp_path}")
+    wait_for("checkpoints/step_*.pt", tmp_path, proc)
+    proc.kill()  # SIGKILL: no handler runs, whatever was being written stays half-written
+    assert proc.wait() == -signal.SIGKILL
+    resume_and_check(tmp_path, reference)
+
+
+def test_sigterm_saves_exits_143_and_resumes_exactly(tmp_path, reference):
+    proc = start(*ARGS, f"hydra.run.dir={tmp_path}")
+    wait_for("checkpoints/step_*.pt", tmp_path, proc)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    stopped = load(tmp_path / "checkpoints" / "last.pt")["step"]
+    assert f"stopped by SIGTERM after step {stopped}" in (tmp_path / "train.log").read_text()
+    assert resume_and_check(tmp_path, reference) == stopped  # the signal's own checkpoint, mid-interval
+
+
+def test_sweep_rerun_with_resume_true_resumes_each_job_dir_past_a_truncated_checkpoint(tmp_path):
+    sweep = ["-m", *TINY, "max_steps=30", "trainer.eval_every=10", "beta=1,2", f"hydra.sweep.dir={tmp_path}"]
+    first = run(*sweep)
+    assert first.returncode == 0, first.stderr
+    jobs = sorted(p for p in tmp_path.iterdir() if p.is_dir() and not p.name.startswith("."))
+    assert [j.name[:9] for j in jobs] == ["0_beta=1,", "1_beta=2,"]
+    for name in ("step_000000030.pt", "last.pt"):  # job 0: both copies of step 30 truncated
+        path = jobs[0] / "checkpoints" / name
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    (jobs[1] / "checkpoints" / "last.pt").unlink()
+    (jobs[1] / "checkpoints" / "step_000000030.pt").write_bytes(b"garbage")  # job 1: one garbled, one lost
+    again = run(*sweep, "resume=true")
+    assert again.returncode == 0, again.stderr
+    assert sorted(p for p in tmp_path.iterdir() if p.is_dir() and not p.name.startswith(".")) == jobs  # no new dirs
+    for job in jobs:
+        log = (job / "train.log").read_text()
+        assert "skipping a bad checkpoint" in log and "resuming at step 20 " in log
+        assert load(job / "checkpoints" / "last.pt")["step"] == 30
