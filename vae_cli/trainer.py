@@ -94,7 +94,11 @@ class Trainer:
     def _loop(self, model, objective, data: ImageData, state: RunState, stop=None) -> None:
         meter, tick, seen = self.meter, time.perf_counter(), 0
         while state.step < self.max_steps:
-            self._train_step(model, objective, data, state.step)
+            try:
+                self._train_step(model, objective, data, state.step)
+            except ValueError:  # torch.distributions refusing NaN parameters left by an earlier non-finite update
+                meter.check_finite()  # raise: name that step instead
+                raise
             state.step += 1
             seen += self.batch_size
             if state.step % self.log_every == 0 or state.step == self.max_steps:
