@@ -39,6 +39,9 @@ def resume_and_check(run_dir: Path, reference: Path) -> int:
     assert done.returncode == 0, done.stderr
     assert f"resuming at step {saved} " in (run_dir / "train.log").read_text()
     assert_same_run(run_dir, reference)
+    n = sum(t.numel() for t in load(run_dir / "checkpoints" / "last.pt")["model"].values())
+    print(f"{run_dir.name}: resumed at step {saved}; {n} parameters, Adam state, RNGs, val metrics and "
+          f"TensorBoard scalars equal to the uninterrupted run at step {STEPS}")
     return saved
 
 
@@ -79,3 +82,16 @@ def test_sweep_rerun_with_resume_true_resumes_each_job_dir_past_a_truncated_chec
         log = (job / "train.log").read_text()
         assert "skipping a bad checkpoint" in log and "resuming at step 20 " in log
         assert load(job / "checkpoints" / "last.pt")["step"] == 30
+
+
+def test_signal_handlers_set_a_flag_escalate_on_a_second_signal_and_are_restored():
+    from vae_cli.signals import stop_on_signals
+
+    before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    with pytest.raises(KeyboardInterrupt, match="second SIGINT"):
+        with stop_on_signals() as stop:
+            assert not stop
+            signal.raise_signal(signal.SIGINT)  # the handler only records it: training goes on to the step's end
+            assert stop and stop.signum == signal.SIGINT
+            signal.raise_signal(signal.SIGINT)  # a second Ctrl-C stops at once
+    assert {s: signal.getsignal(s) for s in before} == before

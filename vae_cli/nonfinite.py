@@ -38,7 +38,7 @@ class NonFiniteGuard:
         self.longest = torch.maximum(self.longest, self.consecutive)
 
     def check(self, first_bad: str) -> None:
-        """At log time: stop once `max_skips` consecutive steps were skipped. `first_bad` describes the first bad step."""
+        """At log time: stop once `max_skips` consecutive steps were skipped; `first_bad` describes the first."""
         longest = int(self.longest)
         if self.skip and longest >= self.max_skips:
             raise NonFiniteError(f"{longest} consecutive non-finite steps were skipped (trainer.max_skips="

@@ -110,7 +110,7 @@ class Trainer:
                 self.guard.check(meter.describe_first_bad())
                 self._validate(model, objective, state)
                 tick = time.perf_counter()  # throughput counts training only
-            if stop and state.step < self.max_steps:  # a signal arrived: this step is done, save it and let the CLI exit
+            if stop and state.step < self.max_steps:  # a signal arrived: save this finished step, let the CLI exit
                 raise StopRequested(stop.signum, state.step, self._save(model, state, None))
 
     def _train_step(self, model, objective, data: ImageData, step: int):
