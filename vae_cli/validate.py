@@ -92,7 +92,8 @@ def check_writable(directory: Path) -> None:
             os.fsync(f.fileno())
         probe.unlink()
     except OSError as e:
-        raise UserError(f"cannot write checkpoints to {directory}: {e.strerror or e} "
+        reason = "a file is in the way" if Path(directory).is_file() else e.strerror or e
+        raise UserError(f"cannot write checkpoints to {directory}: {reason} "
                         f"(choose another hydra.run.dir or free the disk)") from None
 
 
