@@ -32,7 +32,7 @@ OPT_POSITIVE_INT = (lambda x: x is None or POSITIVE_INT[0](x), "a positive integ
 OPT_POSITIVE = (lambda x: x is None or POSITIVE[0](x), "a number > 0 or null")
 INT = (_int, "an integer")
 BOOL = (lambda x: isinstance(x, bool), "true or false")
-RESUME = (lambda x: isinstance(x, (bool, str)) and x != "", "true, false or a run dir / checkpoint path")
+RESUME = (lambda x: x is None or (isinstance(x, (bool, str)) and x != ""), "true, false or a run dir / checkpoint path")
 
 RULES = {
     "latent_dim": POSITIVE_INT, "beta": NONNEG, "seed": INT, "max_steps": OPT_POSITIVE_INT,
