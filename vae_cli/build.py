@@ -80,7 +80,8 @@ def build_model(cfg: DictConfig, image_shape: tuple[int, int, int]) -> torch.nn.
     decoder = make(cfg.model.decoder, image_shape=image_shape,
                           out_channels=likelihood.num_params * image_shape[0])
     posterior = make(cfg.posterior, in_features=encoder.out_features)
-    prior = make(cfg.prior)
+    in_data_space = {"image_shape": image_shape} if "image_shape" in cfg.prior else {}  # VampPrior's pseudo-inputs
+    prior = make(cfg.prior, **in_data_space)
     return make(cfg.model, encoder=encoder, decoder=decoder, posterior=posterior, likelihood=likelihood,
                        prior=prior)
 
@@ -93,6 +94,9 @@ def check_compatible(model, data: ImageData, choices: dict) -> None:
     if model.likelihood.binary and not data.binarizable:
         raise ConfigError(f"likelihood={choices.get('likelihood', 'bernoulli')} needs binarizable greyscale "
                           f"images, but dataset={data.name} holds 8-bit colour images: use likelihood=gaussian")
+    if getattr(model.prior, "needs_posterior_density", False) and not getattr(model.posterior, "density_anywhere", True):
+        raise ConfigError(f"prior={choices.get('prior')} evaluates q(z|x) at arbitrary z, which "
+                          f"posterior={choices.get('posterior')} (a flow) cannot: use posterior=gaussian or mixture")
 
 
 def hparams(cfg: DictConfig, choices: dict) -> dict:

@@ -4,6 +4,12 @@ import torch
 from vae_cli.errors import NonFiniteError
 
 SCALARS = ("loss", "elbo", "distortion", "rate", "bits_per_dim")
+VECTORS = ("kl_per_dim", "kl_per_layer")  # batch means over latent dims / stochastic layers
+
+
+def extra_scalars(terms: dict) -> list[str]:
+    """Per-example terms an objective adds beyond SCALARS (e.g. IWAE's iwae_bound, ess)."""
+    return [k for k in terms if k not in SCALARS and k not in VECTORS]
 
 
 class Meter:
@@ -22,6 +28,7 @@ class Meter:
         self.sums = torch.zeros(len(SCALARS) + 1, device=self.device)  # terms..., grad_norm
         self.good = torch.zeros((), device=self.device)  # finite steps in the window
         self.kl_sum = None
+        self.extra: dict[str, torch.Tensor] = {}
         self.count = 0
 
     def add(self, terms: dict[str, torch.Tensor], grad_norm: torch.Tensor, step: int) -> torch.Tensor:
@@ -36,6 +43,8 @@ class Meter:
         if "kl_per_dim" in terms:
             kl = torch.where(ok, terms["kl_per_dim"].detach().float(), 0.0)
             self.kl_sum = kl if self.kl_sum is None else self.kl_sum + kl
+        for k in extra_scalars(terms):
+            self.extra[k] = self.extra.get(k, 0.0) + torch.where(ok, terms[k].detach().float().mean(), 0.0)
         self.count += 1
         return ok
 
@@ -58,34 +67,36 @@ class Meter:
         """Means over the window's finite steps (nan if every step of the window was skipped)."""
         self.check_finite()
         values = (self.sums / self.good).tolist()
-        return dict(zip([*SCALARS, "grad_norm"], values))
+        extra = {k: float(v / self.good) for k, v in self.extra.items()}
+        return dict(zip([*SCALARS, "grad_norm"], values)) | extra
 
     def state_dict(self) -> dict:
         return {"sums": self.sums, "good": self.good, "kl_sum": self.kl_sum, "count": self.count,
-                "first_bad": self.first_bad, "bad_terms": self.bad_terms}
+                "first_bad": self.first_bad, "bad_terms": self.bad_terms, "extra": self.extra}
 
     def load_state_dict(self, state: dict) -> None:
         for k, v in state.items():
+            if k == "extra":  # objective-specific terms (IWAE's iwae_bound, ess)
+                v = {name: t.to(self.device) for name, t in v.items()}
             setattr(self, k, v.to(self.device) if torch.is_tensor(v) else v)
 
 
 @torch.no_grad()
 def evaluate_split(model, objective, x: torch.Tensor, y: torch.Tensor, step: int, batch_size: int, seed: int) -> dict:
-    """Mean terms over a prepared split under a fixed seed (same noise every call), KL per dim and
-    active units (Burda et al. 2016: dims with Var_x E_q[z_j] > 0.01)."""
+    """Mean terms over a prepared split under a fixed seed (same noise every call), KL per dim (and per layer)
+    and active units (Burda et al. 2016: dims with Var_x E_q[z_j] > 0.01)."""
     devices = [x.device] if x.device.type == "cuda" else []
-    sums, kl_sum, means = torch.zeros(len(SCALARS), device=x.device), None, []
+    sums, means = {}, []  # name -> sum over examples: scalar terms, and (D,) / (L,) for VECTORS
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
         for chunk, labels in zip(x.split(batch_size), y.split(batch_size)):
             terms = objective(model, chunk, step, labels)
-            sums += torch.stack([terms[k].float().sum() for k in SCALARS])
-            if "kl_per_dim" in terms:
-                kl = terms["kl_per_dim"] * len(chunk)
-                kl_sum = kl if kl_sum is None else kl_sum + kl
+            for k, v in terms.items():
+                total = v.float() * len(chunk) if k in VECTORS else v.float().sum()
+                sums[k] = total if k not in sums else sums[k] + total
             means.append(posterior_mean(model, chunk, labels))
-    out = dict(zip(SCALARS, (sums / len(x)).tolist()))
-    out["kl_per_dim"] = None if kl_sum is None else (kl_sum / len(x)).cpu()
+    out = {k: (v / len(x)).item() for k, v in sums.items() if k not in VECTORS}
+    out |= {k: (sums[k] / len(x)).cpu() if k in sums else None for k in VECTORS}
     out["active_units"] = active_units(torch.cat(means)) if means[0] is not None else float("nan")
     return out
 

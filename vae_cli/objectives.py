@@ -17,6 +17,11 @@ def log_weights(t) -> torch.Tensor:
     return t.log_px + t.log_pz - t.log_qz
 
 
+def layer_terms(t) -> dict[str, torch.Tensor]:
+    """KL per stochastic layer, batch mean (L,), for hierarchical models; nothing for one-layer ones."""
+    return {} if t.kl_per_layer is None else {"kl_per_layer": t.kl_per_layer.mean(0)}
+
+
 def bits_per_dim(nats: torch.Tensor, num_dims: int, discrete_offset: float) -> torch.Tensor:
     """Negative log-likelihood per example in nats -> bits per data dimension on the 8-bit scale."""
     return (nats / num_dims + discrete_offset) / math.log(2.0)
@@ -52,7 +57,7 @@ class Objective:
         kl_dims = t.kl_per_dim  # (B, D) or None: then the KL is a Monte Carlo estimate
         rate = kl_dims.sum(-1) if kl_dims is not None else (t.log_qz - t.log_pz).mean(0)
         loss = distortion + self.beta_at(step) * self._regularizer(rate, kl_dims)
-        return self.terms(loss, distortion, rate, kl_dims, x, model.likelihood)
+        return self.terms(loss, distortion, rate, kl_dims, x, model.likelihood) | layer_terms(t)
 
     def _regularizer(self, rate: torch.Tensor, kl_dims: torch.Tensor | None) -> torch.Tensor:
         if self.free_bits == 0.0:
@@ -69,3 +74,33 @@ class Objective:
         if kl_dims is not None:
             out["kl_per_dim"] = kl_dims.mean(0)
         return out
+
+
+class IWAE:
+    """The importance-weighted bound (Burda et al. 2016): log (1/K) sum_k w_k, w_k = p(x, z_k) / q(z_k | x).
+
+    loss = -log (1/K) sum_k w~_k with tempered weights log w~ = log p(x|z) + beta_t (log p(z) - log q(z|x)),
+    so beta = 1 is the IWAE bound and K = 1 the beta-ELBO with a Monte Carlo KL. Terms: `elbo`, `distortion`,
+    `rate` as for Objective (the standard ELBO estimate from the same K samples), `iwae_bound` (B,) and `ess`
+    (B,), the effective sample size 1 / sum_k wn_k^2 of the normalized weights, in [1, K]."""
+
+    def __init__(self, num_samples: int = 5, beta: float = 1.0, schedule: Callable[[int], float] | None = None):
+        if num_samples < 1 or beta < 0:
+            raise ConfigError(f"objective: num_samples={num_samples} must be >= 1 and beta={beta} >= 0")
+        self.num_samples, self.beta = int(num_samples), float(beta)
+        self.schedule = schedule or Constant()
+
+    def beta_at(self, step: int) -> float:
+        return self.beta * self.schedule(step)
+
+    def __call__(self, model, x: torch.Tensor, step: int, y: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        t = model.latent_terms(x, y, self.num_samples)
+        log_k = math.log(self.num_samples)
+        tempered = t.log_px + self.beta_at(step) * (t.log_pz - t.log_qz)  # (K, B)
+        loss = log_k - torch.logsumexp(tempered, dim=0)
+        log_w = log_weights(t)  # (K, B)
+        ess = 1.0 / torch.softmax(log_w, dim=0).pow(2).sum(0)  # (B,)
+        distortion, kl_dims = -t.log_px.mean(0), t.kl_per_dim
+        rate = kl_dims.sum(-1) if kl_dims is not None else (t.log_qz - t.log_pz).mean(0)
+        out = Objective.terms(loss, distortion, rate, kl_dims, x, model.likelihood) | layer_terms(t)
+        return out | {"iwae_bound": torch.logsumexp(log_w, dim=0) - log_k, "ess": ess}

@@ -68,7 +68,6 @@ class Trainer:
         self.batches = IndexBatches(len(data.train), self.batch_size, self.device, self.seed)
         self.val_x = prepare_fixed(model.likelihood.prepare, data.val.images, self.seed)
         self.val_y = data.val.labels
-        self.fixed_z = self._fixed_prior_samples(model)
         state = RunState() if resume is None else self._restore(model, resume)
         purge = None if resume is None else state.step + 1  # TensorBoard drops what the lost run logged later
         self.logger = RunLogger(Path(run_dir) / "tb", config_yaml, hparams, purge_step=purge)
@@ -139,10 +138,13 @@ class Trainer:
     def _validate(self, model, objective, state: RunState) -> None:
         model.eval()
         val = evaluate_split(model, objective, self.val_x, self.val_y, state.step, self.eval_batch_size, self.seed)
-        kl = val.pop("kl_per_dim")
+        kl, kl_layers = val.pop("kl_per_dim"), val.pop("kl_per_layer", None)
         self.logger.scalars("val", {**val, "beta": objective.beta_at(state.step)}, state.step)
         if kl is not None:
             self.logger.kl_per_dim(kl, state.step)
+        if kl_layers is not None:  # hierarchical models: kl_per_layer/layer_1 is next to x
+            self.logger.scalars("kl_per_layer", {f"layer_{i + 1}": v for i, v in enumerate(kl_layers.tolist())},
+                                state.step)
         self._log_images(model, state.step)
         log.info(f"val @ {state.step}: elbo {val['elbo']:.3f}  distortion {val['distortion']:.3f}  "
                  f"kl {val['rate']:.3f}  bits/dim {val['bits_per_dim']:.4f}  active units {val['active_units']}")
@@ -151,7 +153,8 @@ class Trainer:
             self._save(model, state, val)
 
     def _fixed_prior_samples(self, model) -> torch.Tensor:
-        """The same prior draws at every eval, so sample grids are comparable across steps."""
+        """The same prior noise (seeded) at every eval, drawn through the current prior (priors can be learned),
+        so sample grids are comparable across steps."""
         devices = [self.device] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices), torch.no_grad():
             torch.manual_seed(self.seed)
@@ -159,7 +162,7 @@ class Trainer:
 
     def _log_images(self, model, step: int) -> None:
         lik = model.likelihood
-        samples = lik.mean(model.decode(self.fixed_z))
+        samples = lik.mean(model.decode(self._fixed_prior_samples(model)))
         self.logger.image("samples/prior", make_grid(samples.float(), nrow=8), step)
         x, y = self.val_x[: self.num_images // 2], self.val_y[: self.num_images // 2]
         pairs = torch.stack([x, lik.mean(model(x, y))], dim=1).flatten(0, 1)  # input, reconstruction, ...

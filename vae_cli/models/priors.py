@@ -1,7 +1,12 @@
 """Priors p(z): modules whose forward() returns a torch distribution with event shape (latent_dim,)."""
+import math
+
 import torch
 import torch.nn as nn
-from torch.distributions import Distribution, Independent, Normal
+import torch.nn.functional as F
+from torch.distributions import Categorical, Distribution, Independent, MixtureSameFamily, Normal
+
+from vae_cli.errors import ConfigError
 
 
 class StandardNormal(nn.Module):
@@ -10,5 +15,46 @@ class StandardNormal(nn.Module):
         self.register_buffer("loc", torch.zeros(latent_dim))
         self.register_buffer("scale", torch.ones(latent_dim))
 
-    def forward(self) -> Distribution:
+    def forward(self, encode=None) -> Distribution:
         return Independent(Normal(self.loc, self.scale, validate_args=False), 1, validate_args=False)
+
+
+class MixturePrior(nn.Module):
+    """p(z) = sum_k pi_k N(z; mu_k, diag sigma_k^2) with learned weights, means and scales."""
+
+    def __init__(self, latent_dim: int, num_components: int = 10, init_spread: float = 1.0, min_scale: float = 1e-3):
+        super().__init__()
+        if num_components < 1:
+            raise ConfigError(f"prior.num_components={num_components} must be >= 1")
+        self.logits = nn.Parameter(torch.zeros(num_components))
+        self.loc = nn.Parameter(init_spread * torch.randn(num_components, latent_dim))  # (K, D)
+        self.raw_scale = nn.Parameter(torch.full((num_components, latent_dim), math.log(math.expm1(1.0))))
+        self.min_scale = min_scale
+
+    def forward(self, encode=None) -> Distribution:
+        components = Independent(Normal(self.loc, F.softplus(self.raw_scale) + self.min_scale), 1)  # batch (K,)
+        return MixtureSameFamily(Categorical(logits=self.logits), components)
+
+
+class VampPrior(nn.Module):
+    """p(z) = (1/K) sum_k q(z | u_k) with K learned pseudo-inputs u_k in data space (Tomczak & Welling 2018).
+
+    `encode` (the model's encoder + posterior head) is passed in at every call, so the prior follows it.
+    Pseudo-inputs are sigmoid(raw) in [0, 1], the range of the prepared images."""
+
+    needs_posterior_density = True  # log p(z) evaluates q(z | u_k) at arbitrary z
+
+    def __init__(self, image_shape: tuple[int, int, int], num_pseudo: int = 500, init_std: float = 0.1):
+        super().__init__()
+        if num_pseudo < 1:
+            raise ConfigError(f"prior.num_pseudo={num_pseudo} must be >= 1")
+        self.raw = nn.Parameter(init_std * torch.randn(num_pseudo, *image_shape))  # (K, C, H, W)
+
+    def pseudo_inputs(self) -> torch.Tensor:
+        return torch.sigmoid(self.raw)
+
+    def forward(self, encode=None) -> Distribution:
+        if encode is None:
+            raise ConfigError("prior=vamp needs the model's encoder; use it inside a VAE")
+        components = encode(self.pseudo_inputs())  # q(z | u_k), batch (K,), event (D,)
+        return MixtureSameFamily(Categorical(logits=torch.zeros(len(self.raw), device=self.raw.device)), components)

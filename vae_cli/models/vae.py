@@ -14,6 +14,24 @@ class LatentTerms:
     log_pz: torch.Tensor  # (S, B) log p(z_s)
     log_qz: torch.Tensor  # (S, B) log q(z_s | x)
     kl_per_dim: torch.Tensor | None = None  # (B, D) closed-form KL(q || p) per latent dim, when it exists
+    kl_per_layer: torch.Tensor | None = None  # (B, L) KL estimate per stochastic layer (hierarchical models)
+
+
+def sample_with_log_prob(q: Distribution, num_samples: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """S reparameterized draws (S, B, D) and their log q (S, B). Flows score their own samples (no inverse)
+    through an `rsample_with_log_prob` hook; other distributions through log_prob."""
+    if hasattr(q, "rsample_with_log_prob"):
+        return q.rsample_with_log_prob((num_samples,))
+    z = q.rsample((num_samples,))
+    return z, q.log_prob(z)
+
+
+def point_estimate(q: Distribution) -> torch.Tensor:
+    """E_q[z] where it has a closed form; else one draw (flows: the pushed-forward base mean is not E_q[z])."""
+    try:
+        return q.mean
+    except NotImplementedError:
+        return q.sample()
 
 
 def kl_per_dim(q: Distribution, p: Distribution) -> torch.Tensor | None:
@@ -48,14 +66,14 @@ class VAE(nn.Module):
         return self.likelihood(params.view(*z.shape[:-1], *params.shape[1:]))
 
     def prior_dist(self) -> Distribution:
-        return self.prior()
+        return self.prior(encode=self.encode)  # priors built from the posterior (VampPrior) need the encoder
 
     def latent_terms(self, x: torch.Tensor, y: torch.Tensor | None = None, num_samples: int = 1) -> LatentTerms:
         """Draw S reparameterized z ~ q(z|x) and score them under the likelihood, prior and posterior."""
         q, p = self.encode(x, y), self.prior_dist()
-        z = q.rsample((num_samples,))  # (S, B, D)
-        return LatentTerms(self.decode(z, y).log_prob(x), p.log_prob(z), q.log_prob(z), kl_per_dim(q, p))
+        z, log_qz = sample_with_log_prob(q, num_samples)  # (S, B, D), (S, B)
+        return LatentTerms(self.decode(z, y).log_prob(x), p.log_prob(z), log_qz, kl_per_dim(q, p))
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> Distribution:
         """Reconstruction distribution p(x|z = E_q[z]) (for pictures; training goes through an objective)."""
-        return self.decode(self.encode(x, y).mean, y)
+        return self.decode(point_estimate(self.encode(x, y)), y)
