@@ -3,7 +3,7 @@ import math
 
 import torch
 
-from tests.conftest import make_cfg
+from conftest import make_cfg
 from vae_cli.build import build_model, build_objective
 from vae_cli.objectives import IWAE, Objective, log_weights
 

@@ -27,7 +27,7 @@ class GaussianMixture(Distribution):
 
     def log_prob(self, z: torch.Tensor) -> torch.Tensor:
         """z (..., B, D) -> log sum_c pi_c N(z; mu_c, sigma_c), (..., B) nats."""
-        comp = Normal(self.loc, self.scale).log_prob(z.unsqueeze(-2)).sum(-1)  # (..., B, C)
+        comp = Normal(self.loc, self.scale, validate_args=False).log_prob(z.unsqueeze(-2)).sum(-1)  # (..., B, C)
         return torch.logsumexp(self.log_pi + comp, dim=-1)
 
     @property
@@ -39,7 +39,7 @@ class GaussianMixture(Distribution):
             return self._draw(torch.Size(sample_shape))
 
     def _draw(self, sample_shape: torch.Size) -> torch.Tensor:
-        c = Categorical(logits=self.log_pi).sample(sample_shape)  # (S, B)
+        c = Categorical(logits=self.log_pi, validate_args=False).sample(sample_shape)  # (S, B)
         idx = c[..., None, None].expand(*c.shape, 1, self.loc.shape[-1])  # (S, B, 1, D)
         loc = self.loc.expand(*sample_shape, *self.loc.shape).gather(-2, idx).squeeze(-2)
         scale = self.scale.expand(*sample_shape, *self.scale.shape).gather(-2, idx).squeeze(-2)
@@ -48,11 +48,11 @@ class GaussianMixture(Distribution):
     def rsample(self, sample_shape=torch.Size()) -> torch.Tensor:
         """An exact draw (S, B, D) whose value is `_draw`'s and whose gradient is the implicit one."""
         z_bar = self._draw(torch.Size(sample_shape)).detach()
-        comp = Normal(self.loc, self.scale)  # batch (B, C, D)
+        comp = Normal(self.loc, self.scale, validate_args=False)  # batch (B, C, D)
         log_w = self.log_pi.expand(*z_bar.shape[:-1], -1)  # (S, B, C): log pi_c + sum_{j<d} log N(z_j)
         dims = []
         for d in range(z_bar.shape[-1]):
-            comp_d = Normal(comp.loc[..., d], comp.scale[..., d])  # batch (B, C)
+            comp_d = Normal(comp.loc[..., d], comp.scale[..., d], validate_args=False)  # batch (B, C)
             zd = z_bar[..., d:d + 1]  # (S, B, 1)
             w = torch.softmax(log_w, dim=-1)
             cdf = (w * comp_d.cdf(zd)).sum(-1)  # (S, B) conditional CDF of z_d given z_<d

@@ -32,8 +32,9 @@ class MixturePrior(nn.Module):
         self.min_scale = min_scale
 
     def forward(self, encode=None) -> Distribution:
-        components = Independent(Normal(self.loc, F.softplus(self.raw_scale) + self.min_scale), 1)  # batch (K,)
-        return MixtureSameFamily(Categorical(logits=self.logits), components)
+        scale = F.softplus(self.raw_scale) + self.min_scale
+        components = Independent(Normal(self.loc, scale, validate_args=False), 1, validate_args=False)  # batch (K,)
+        return MixtureSameFamily(Categorical(logits=self.logits, validate_args=False), components, validate_args=False)
 
 
 class VampPrior(nn.Module):
@@ -57,4 +58,5 @@ class VampPrior(nn.Module):
         if encode is None:
             raise ConfigError("prior=vamp needs the model's encoder; use it inside a VAE")
         components = encode(self.pseudo_inputs())  # q(z | u_k), batch (K,), event (D,)
-        return MixtureSameFamily(Categorical(logits=torch.zeros(len(self.raw), device=self.raw.device)), components)
+        uniform = Categorical(logits=torch.zeros(len(self.raw), device=self.raw.device), validate_args=False)
+        return MixtureSameFamily(uniform, components, validate_args=False)
