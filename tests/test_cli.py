@@ -89,7 +89,9 @@ def test_help_lists_every_group():
     exe = Path(sys.executable).with_name("vae-train")
     out = subprocess.run([str(exe), "--help"], capture_output=True, text=True, check=True).stdout
     for line in ("dataset: cifar10, fake, fashion_mnist, mnist", "likelihood: bernoulli, gaussian",
-                 "objective: beta_vae, elbo, free_bits, kl_annealing", "model: conv, mlp"):
+                 "objective: beta_vae, elbo, free_bits, iwae, kl_annealing, multi_sample_elbo",
+                 "model: conv, hierarchical, mlp", "posterior: gaussian, iaf, mixture, planar",
+                 "prior: mixture, standard_normal, vamp", "experiment: iwae_mnist_1layer, iwae_mnist_2layer"):
         assert line in out
 
 
