@@ -106,7 +106,7 @@ def test_mixture_prior_log_prob_is_the_explicit_sum():
     log_pi = torch.log_softmax(prior.logits, 0)
     scale = p.component_distribution.base_dist.scale
     for s in range(4):
-        want = explicit_mixture_logpdf(z[s], log_pi, prior.loc, scale)
+        want = explicit_mixture_logpdf(z[s], log_pi.detach(), prior.loc.detach(), scale.detach())
         assert p.log_prob(z[s]).item() == pytest.approx(want, abs=1e-4)
 
 
