@@ -121,7 +121,7 @@ def test_vamp_prior_is_the_average_posterior_of_the_pseudo_inputs():
     p = prior(encode=encode)
     z = p.sample((5,))  # (5, 3)
     q = encode(prior.pseudo_inputs())
-    loc, scale = q.base_dist.loc, q.base_dist.scale  # (K, D)
+    loc, scale = q.base_dist.loc.detach(), q.base_dist.scale.detach()  # (K, D)
     for s in range(5):
         want = math.log(sum(math.exp(sum(normal_logpdf(float(z[s, d]), float(loc[k, d]), float(scale[k, d]))
                                          for d in range(3))) for k in range(6)) / 6)
