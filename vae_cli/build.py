@@ -11,6 +11,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from vae_cli import distributed
 from vae_cli.checkpoint import seed_everything
 from vae_cli.data import ImageData
 from vae_cli.errors import ConfigError, UserError
@@ -114,7 +115,7 @@ def run_training(cfg: DictConfig, run_dir: str | Path, choices: dict | None = No
     Every check runs before the first step; `stop` (signals.StopFlag) asks the trainer to save and stop."""
     choices = choices or {}
     check_config(cfg)
-    device = resolve_device(cfg.device)
+    device = distributed.rank_device(resolve_device(cfg.device))
     resume = find_checkpoint(Path(run_dir), cfg.resume) if wants_resume(cfg.get("resume")) else None
     check_writable(Path(run_dir) / "checkpoints")
     seed_everything(cfg.seed)

@@ -1,5 +1,6 @@
 """Console entry points: thin Hydra shells that find the run dir and call the pure functions."""
 import logging
+import os
 import sys
 
 import hydra
@@ -19,13 +20,15 @@ def _fail(e: Exception) -> None:
 
 
 def _train(cfg: DictConfig) -> float:
-    from vae_cli.build import run_training
+    from vae_cli import distributed, sweeps
+    from vae_cli.build import resolve_device, run_training
     from vae_cli.signals import StopRequested, stop_on_signals
     from vae_cli.validate import as_user_error
 
+    sweeps.register_resolvers()
     runtime = HydraConfig.get().runtime
     try:
-        with stop_on_signals() as stop:
+        with stop_on_signals() as stop, distributed.process_group(use_cuda=resolve_device(cfg.device).type == "cuda"):
             val = run_training(cfg, runtime.output_dir, dict(runtime.choices), stop=stop)
     except StopRequested as e:  # SIGTERM / SIGINT: a checkpoint was written; exit 128 + signal number
         log.warning(f"{e}; exit {e.exit_code}; continue with: vae-train resume={runtime.output_dir}")
@@ -39,10 +42,15 @@ def _train(cfg: DictConfig) -> float:
 
 def train_main() -> None:
     """`vae-train`: train a VAE; every config group and key can be overridden on the command line."""
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads OpenMP: see README "Performance"
+    from vae_cli.distributed import worker_overrides
     from vae_cli.resume import resume_argv
+    from vae_cli.sweeps import register_resolvers
 
     try:
         sys.argv = resume_argv(sys.argv)  # resume=RUN_DIR: that run's overrides and dir
     except UserError as e:
         _fail(e)
+    register_resolvers()
+    sys.argv += worker_overrides(sys.argv[1:])  # torchrun ranks > 0 leave the run dir to rank 0
     hydra.main(config_path=CONFIG_PATH, config_name="train", version_base="1.3")(_train)()

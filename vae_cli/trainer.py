@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 from torchvision.utils import make_grid
 
+from vae_cli import distributed, speed
 from vae_cli.checkpoint import rng_state, save_checkpoint, set_rng_state
 from vae_cli.data import ImageData, IndexBatches, prepare_fixed
 from vae_cli.errors import ConfigError
@@ -32,7 +33,9 @@ class Trainer:
     def __init__(self, max_steps: int, batch_size: int = 128, lr: float = 1e-3, weight_decay: float = 0.0,
                  grad_clip: float | None = None, log_every: int = 100, eval_every: int = 1000,
                  eval_batch_size: int = 1000, precision: str = "fp32", num_images: int = 64, seed: int = 0,
-                 keep_last: int = 3, nonfinite: str = "raise", max_skips: int = 10):
+                 keep_last: int = 3, nonfinite: str = "raise", max_skips: int = 10,
+                 compile: bool = False, compile_mode: str | None = None, tf32: bool = True, fused_adam: bool = True,
+                 channels_last: bool = False):
         if max_steps <= 0 or lr <= 0 or log_every <= 0 or eval_every <= 0 or eval_batch_size <= 0:
             raise ConfigError(f"trainer: max_steps={max_steps}, lr={lr}, log_every={log_every}, "
                               f"eval_every={eval_every}, eval_batch_size={eval_batch_size} must all be > 0")
@@ -44,6 +47,8 @@ class Trainer:
         self.grad_clip, self.log_every, self.eval_every = grad_clip, log_every, eval_every
         self.eval_batch_size, self.precision, self.num_images, self.seed = eval_batch_size, precision, num_images, seed
         self.keep_last, self.nonfinite, self.max_skips = keep_last, nonfinite, max_skips  # see nonfinite.py
+        self.compile, self.compile_mode, self.tf32, self.fused_adam = compile, compile_mode, tf32, fused_adam
+        self.channels_last = channels_last
 
     def autocast(self, device: torch.device):
         if self.precision == "bf16":
@@ -59,18 +64,22 @@ class Trainer:
         resume: a checkpoint to continue from exactly; stop: a flag (signals.StopFlag) read once per step."""
         self.device, self.config, self.ckpt_dir = torch.device(device), config, Path(run_dir) / "checkpoints"
         self.autocast(self.device)  # fails early for bf16 off CUDA
-        model.to(self.device)
+        speed.to_channels_last(model.to(self.device), self.channels_last)
+        speed.set_tf32(self.tf32, self.device)
         data = data.to(self.device)
         skip = self.nonfinite == "skip"  # capturable: Adam's step count on the GPU, so skips never sync
-        self.opt = torch.optim.Adam(model.parameters(), lr=self.lr, weight_decay=self.weight_decay,
-                                    capturable=skip and self.device.type == "cuda")
+        self.opt = speed.adam(model.parameters(), self.lr, self.weight_decay, self.fused_adam, self.device,
+                              capturable=skip and self.device.type == "cuda")
         self.meter, self.guard = Meter(self.device, skip), NonFiniteGuard(self.nonfinite, self.max_skips, self.device)
-        self.batches = IndexBatches(len(data.train), self.batch_size, self.device, self.seed)
+        step = distributed.wrap(speed.TrainStep(model, objective), self.device)
+        self.step_fn = speed.compiled(step, self.compile, self.compile_mode)
+        self.batches = distributed.shard(IndexBatches(len(data.train), self.batch_size, self.device, self.seed))
         self.val_x = prepare_fixed(model.likelihood.prepare, data.val.images, self.seed)
         self.val_y = data.val.labels
         state = RunState() if resume is None else self._restore(model, resume)
         purge = None if resume is None else state.step + 1  # TensorBoard drops what the lost run logged later
-        self.logger = RunLogger(Path(run_dir) / "tb", config_yaml, hparams, purge_step=purge)
+        self.logger = RunLogger(Path(run_dir) / "tb", config_yaml, hparams, purge_step=purge) \
+            if distributed.is_main() else distributed.NullLogger()
         try:
             if resume is None:
                 self._validate(model, objective, state)
@@ -101,7 +110,7 @@ class Trainer:
             state.step += 1
             seen += self.batch_size
             if state.step % self.log_every == 0 or state.step == self.max_steps:
-                self._log_train(meter, objective, state.step, seen / (time.perf_counter() - tick))
+                self._log_train(meter, objective, state.step, seen, tick)
                 meter.reset()
                 tick, seen = time.perf_counter(), 0
             if state.step % self.eval_every == 0 or state.step == self.max_steps:
@@ -117,15 +126,17 @@ class Trainer:
         idx = next(self.batches)
         x = model.likelihood.prepare(data.train.images[idx])  # (B, C, H, W) float
         with self.autocast(self.device):
-            terms = objective(model, x, step, data.train.labels[idx])
+            terms = self.step_fn(x, step, data.train.labels[idx])
         self.opt.zero_grad(set_to_none=True)
         terms["loss"].mean().backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), self.grad_clip or math.inf)
         self.guard.step(self.opt, self.meter.add(terms, grad_norm, step))
 
-    def _log_train(self, meter: Meter, objective, step: int, examples_per_sec: float) -> None:
+    def _log_train(self, meter: Meter, objective, step: int, seen: int, tick: float) -> None:
         self.guard.check(meter.describe_first_bad())
-        means = meter.means()
+        distributed.average_meter(meter)
+        means = meter.means()  # the host sync: the clock is read after it, so queued device work counts
+        examples_per_sec = seen / (time.perf_counter() - tick)
         beta = objective.beta_at(step - 1)
         extra = {"beta": beta, "lr": self.opt.param_groups[0]["lr"], "examples_per_sec": examples_per_sec}
         if self.guard.skip:
@@ -149,7 +160,7 @@ class Trainer:
         log.info(f"val @ {state.step}: elbo {val['elbo']:.3f}  distortion {val['distortion']:.3f}  "
                  f"kl {val['rate']:.3f}  bits/dim {val['bits_per_dim']:.4f}  active units {val['active_units']}")
         state.last_val = val
-        if state.step > 0:
+        if state.step > 0 and distributed.is_main():
             self._save(model, state, val)
 
     def _fixed_prior_samples(self, model) -> torch.Tensor:

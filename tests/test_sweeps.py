@@ -1,0 +1,69 @@
+"""Sweep presets: launcher=joblib|slurm and sweeper=optuna compose; joblib runs a 2-job sweep in parallel."""
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_module
+
+from vae_cli import sweeps
+
+
+def plugin(name: str):
+    installed = importlib.util.find_spec(f"hydra_plugins.{name}") is not None
+    return pytest.mark.skipif(not installed, reason=f"{name} is not installed (pip install -e \".[sweeps]\")")
+
+
+def hydra_cfg(*overrides: str):
+    with initialize_config_module("vae_cli.configs", version_base="1.3"):
+        return compose("train", overrides=list(overrides), return_hydra_config=True)
+
+
+@plugin("hydra_joblib_launcher")
+def test_joblib_preset_composes():
+    cfg = hydra_cfg("launcher=joblib")
+    assert cfg.hydra.launcher._target_.endswith("JoblibLauncher") and cfg.hydra.launcher.n_jobs == 2
+
+
+@plugin("hydra_submitit_launcher")
+def test_slurm_preset_composes():
+    cfg = hydra_cfg("launcher=slurm", "hydra.launcher.partition=gpu")
+    assert cfg.hydra.launcher._target_.endswith("SlurmLauncher")
+    assert (cfg.hydra.launcher.gpus_per_node, cfg.hydra.launcher.partition) == (1, "gpu")
+
+
+@plugin("hydra_optuna_sweeper")
+def test_optuna_preset_maximizes_val_elbo_over_beta_and_latent_dim():
+    cfg = hydra_cfg("sweeper=optuna")
+    assert cfg.hydra.sweeper._target_.endswith("OptunaSweeper")
+    assert str(cfg.hydra.sweeper.direction) == "maximize"  # vae-train returns the val ELBO: higher is better
+    assert set(cfg.hydra.sweeper.params) == {"beta", "latent_dim"}
+
+
+def test_gpu_for_job_spreads_jobs_over_devices(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 3)
+    assert [sweeps.gpu_for_job(n) for n in range(4)] == ["cuda:0", "cuda:1", "cuda:2", "cuda:0"]
+    assert sweeps.gpu_for_job() == "cuda:0"  # outside Hydra: job 0
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert sweeps.gpu_for_job(5) == "auto"
+
+
+@plugin("hydra_joblib_launcher")
+def test_joblib_runs_a_two_job_debug_sweep_in_parallel(tmp_path):
+    """Each job waits at a barrier (tests/sweep_barrier.py) until both have started: only parallel jobs pass it."""
+    barrier = tmp_path / "barrier"
+    cmd = [sys.executable, "-m", "vae_cli", "-m", "launcher=joblib", "trainer=debug", "device=cpu", "beta=1,4",
+           "max_steps=10", f"hydra.sweep.dir={tmp_path / 'sweep'}", "+hydra.callbacks.barrier._target_=sweep_barrier.Barrier",
+           f"+hydra.callbacks.barrier.dir={barrier}", "+hydra.callbacks.barrier.count=2"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parent)}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    jobs = sorted(p for p in (tmp_path / "sweep").iterdir() if p.is_dir())
+    assert [j.name.split("_")[0] for j in jobs] == ["0", "1"]
+    for job in jobs:
+        assert (job / "checkpoints" / "last.pt").is_file()
+    assert len(list(barrier.glob("started_*"))) == 2  # two worker processes
+    assert [(barrier / f"saw_job{n}").read_text() for n in (0, 1)] == ["2", "2"]
