@@ -105,6 +105,8 @@ def average_meter(meter) -> None:
     meter.sums, meter.kl_sum = mean_over_ranks(meter.sums), mean_over_ranks(meter.kl_sum)
     if hasattr(meter, "good"):  # finite steps per rank: sums / good is then the mean over all ranks' steps
         meter.good = mean_over_ranks(meter.good)
+    if hasattr(meter, "extra"):  # objective-specific sums (iwae_bound, ess ...): the same keys on every rank
+        meter.extra = {k: mean_over_ranks(torch.as_tensor(v, device=meter.device)) for k, v in meter.extra.items()}
 
 
 class NullLogger:
