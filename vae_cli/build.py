@@ -12,7 +12,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from vae_cli import distributed
-from vae_cli.checkpoint import seed_everything
+from vae_cli.checkpoint import check_version, load_checkpoint, seed_everything
 from vae_cli.data import ImageData
 from vae_cli.errors import ConfigError, UserError
 from vae_cli.resume import check_resumable, find_checkpoint, wants_resume
@@ -85,6 +85,28 @@ def build_model(cfg: DictConfig, image_shape: tuple[int, int, int]) -> torch.nn.
     prior = make(cfg.prior, **in_data_space)
     return make(cfg.model, encoder=encoder, decoder=decoder, posterior=posterior, likelihood=likelihood,
                        prior=prior)
+
+
+def load_model_from_checkpoint(path: str | Path, device: torch.device, data_dir: str | None = None):
+    """Rebuild data and model from a checkpoint's stored config alone -> (model in eval mode, data, cfg, state)."""
+    state = load_checkpoint(path)
+    check_version(state, path)
+    cfg = OmegaConf.create(state["config"])
+    if data_dir is not None and "root" in cfg.dataset:
+        cfg.data_dir = cfg.dataset.root = data_dir
+    data = build_data(cfg)
+    try:
+        model = build_model(cfg, data.image_shape)
+        model.load_state_dict(state["model"])
+    except (RuntimeError, KeyError, AttributeError, InstantiationException) as e:
+        raise UserError(f"checkpoint {path} does not fit the model its config builds with this vae-cli "
+                        f"({str(e).splitlines()[0]})") from None
+    return model.to(device).eval(), data, cfg, state
+
+
+def build_sample_mode(cfg: DictConfig):
+    """The `mode` config group of vae-sample: one small class per picture."""
+    return make(cfg.mode)
 
 
 def build_objective(cfg: DictConfig):

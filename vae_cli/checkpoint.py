@@ -81,3 +81,16 @@ def load_checkpoint(path: Path, map_location="cpu") -> dict:
     if not isinstance(state, dict) or "model" not in state or "config" not in state:
         raise UserError(f"checkpoint {path} is not a vae-cli checkpoint (no model/config entries)")
     return state
+
+
+def check_version(state: dict, path: Path) -> None:
+    """Checkpoints load across patch releases; another major (or, before 1.0, minor) version is refused."""
+    version = state.get("version")
+    if not isinstance(version, str) or _release(version) != _release(__version__):
+        raise UserError(f"checkpoint {path} was written by vae-cli {version}, incompatible with this "
+                        f"vae-cli {__version__}; evaluate it with the version that wrote it")
+
+
+def _release(version: str) -> tuple[str, ...]:
+    parts = version.split(".")
+    return tuple(parts[:2]) if parts[0] == "0" else tuple(parts[:1])

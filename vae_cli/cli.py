@@ -54,3 +54,33 @@ def train_main() -> None:
     register_resolvers()
     sys.argv += worker_overrides(sys.argv[1:])  # torchrun ranks > 0 leave the run dir to rank 0
     hydra.main(config_path=CONFIG_PATH, config_name="train", version_base="1.3")(_train)()
+
+
+def _run_app(name: str, fn, cfg: DictConfig):
+    try:
+        return fn(cfg)
+    except UserError as e:
+        print(f"{name}: error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+def _eval(cfg: DictConfig) -> None:
+    from vae_cli.apps import run_eval
+
+    _run_app("vae-eval", run_eval, cfg)
+
+
+def _sample(cfg: DictConfig) -> None:
+    from vae_cli.apps import run_sample
+
+    _run_app("vae-sample", run_sample, cfg)
+
+
+def eval_main() -> None:
+    """`vae-eval ckpt=...`: test ELBO, importance-weighted NLL, collapse report, sample quality."""
+    hydra.main(config_path=CONFIG_PATH, config_name="eval", version_base="1.3")(_eval)()
+
+
+def sample_main() -> None:
+    """`vae-sample ckpt=... mode=...`: prior samples, reconstructions, interpolations, traversals ..."""
+    hydra.main(config_path=CONFIG_PATH, config_name="sample", version_base="1.3")(_sample)()

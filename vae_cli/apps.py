@@ -1,0 +1,176 @@
+"""The pure functions behind `vae-eval` and `vae-sample`: checkpoint in, metrics.json / CSV / PNGs and
+TensorBoard entries out. Everything is rebuilt from the checkpoint's stored config."""
+import csv
+import json
+import logging
+import time
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig
+from torch.utils.tensorboard import SummaryWriter
+from torchvision.utils import save_image
+
+from vae_cli.build import build_sample_mode, load_model_from_checkpoint, resolve_device
+from vae_cli.data import prepare_fixed
+from vae_cli.errors import ConfigError, UserError
+from vae_cli.evaluate import collapse_report, score_split, summary
+from vae_cli.quality import sample_quality
+from vae_cli.sampling import Context
+
+log = logging.getLogger("vae_cli")
+SPLITS = ("test", "val")
+
+
+def checkpoint_path(cfg: DictConfig, app: str) -> Path:
+    if not cfg.get("ckpt"):
+        raise UserError(f"ckpt=... is required, e.g. {app} ckpt=outputs/<date>/<time>/checkpoints/best.pt")
+    return Path(str(cfg.ckpt)).expanduser()
+
+
+def output_dir(cfg: DictConfig, ckpt: Path, default_name: str) -> tuple[Path, Path]:
+    """(where files go, the TensorBoard dir): the checkpoint's run dir, or `out=` when given."""
+    run_dir = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
+    if cfg.get("out"):
+        out = Path(str(cfg.out)).expanduser()
+        return out, out / "tb"
+    return run_dir / default_name, run_dir / "tb"
+
+
+def load(cfg: DictConfig, app: str):
+    """-> checkpoint path, model (eval mode), data, checkpoint dict, device."""
+    ckpt = checkpoint_path(cfg, app)
+    device = resolve_device(cfg.device)
+    model, data, _, state = load_model_from_checkpoint(ckpt, device, cfg.get("data_dir"))
+    torch.manual_seed(cfg.seed)
+    return ckpt, model, data, state, device
+
+
+def check_eval_config(cfg: DictConfig) -> None:
+    for key in ("k", "k_chunk", "batch_size"):
+        if not isinstance(cfg[key], int) or cfg[key] < 1:
+            raise ConfigError(f"{key}={cfg[key]!r} must be a positive integer")
+    if cfg.split not in SPLITS:
+        raise ConfigError(f"split={cfg.split!r}; choose one of {', '.join(SPLITS)}")
+    if cfg.num_examples is not None and (not isinstance(cfg.num_examples, int) or cfg.num_examples < 1):
+        raise ConfigError(f"num_examples={cfg.num_examples!r} must be a positive integer or null (the whole split)")
+
+
+def run_eval(cfg: DictConfig) -> dict:
+    """Evaluate a checkpoint on a held-out split; returns (and writes) the metrics record."""
+    start = time.perf_counter()
+    check_eval_config(cfg)
+    ckpt, model, data, state, device = load(cfg, "vae-eval")
+    split = getattr(data, cfg.split)
+    x = prepare_fixed(model.likelihood.prepare, split.images[: cfg.num_examples].to(device), cfg.seed)
+    y = split.labels[: cfg.num_examples].to(device)
+    log.info(f"{ckpt} (step {state['step']}): {cfg.split} split of {data.name}, {len(x)} examples, k={cfg.k}")
+    timing = {}
+    tick = time.perf_counter()
+    scores, kl = score_split(model, x, y, cfg.k, cfg.batch_size, cfg.k_chunk, cfg.progress)
+    timing["iw_nll_s"], tick = time.perf_counter() - tick, time.perf_counter()
+    collapse = collapse_report(model, x, y, kl, cfg.batch_size, cfg.kl_threshold)
+    timing["collapse_s"], tick = time.perf_counter() - tick, time.perf_counter()
+    quality = sample_quality(model, data, device, cfg.get("data_dir"), cfg.quality_samples) if cfg.quality else None
+    timing["quality_s"] = time.perf_counter() - tick
+    record = {"checkpoint": str(ckpt), "step": int(state["step"]), "version": state.get("version"),
+              "dataset": data.name, "split": cfg.split, "num_examples": len(x), "k": cfg.k, "k_chunk": cfg.k_chunk,
+              "batch_size": cfg.batch_size, "seed": cfg.seed, "data_noise": noise_name(model.likelihood),
+              "likelihood": type(model.likelihood).__name__, "device": str(device),
+              **summary(scores, x[0].numel(), model.likelihood.discrete_offset),
+              "collapse": collapse, "sample_quality": quality, "wall_time_s": {}}
+    record["wall_time_s"] = {**timing, "total_s": time.perf_counter() - start}
+    write_eval(cfg, ckpt, record, scores, y)
+    return record
+
+
+def noise_name(likelihood) -> str:
+    return "dynamic binarization" if getattr(likelihood, "binary", False) else "uniform dequantization"
+
+
+def write_eval(cfg: DictConfig, ckpt: Path, record: dict, scores, labels: torch.Tensor) -> None:
+    out, tb = output_dir(cfg, ckpt, f"eval-{ckpt.stem}")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(record, indent=2) + "\n")
+    if cfg.score:
+        write_scores(out / f"scores-{cfg.split}.csv", scores, labels)
+    log_eval_tensorboard(tb, record)
+    print(eval_table(record))
+    log.info(f"wrote {out / 'metrics.json'}" + (f" and {out / f'scores-{cfg.split}.csv'}" if cfg.score else ""))
+
+
+def write_scores(path: Path, scores, labels: torch.Tensor) -> None:
+    """One row per example: index, label, ELBO, IW-NLL, distortion, rate (nats). Rank outliers by iw_nll."""
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["index", "label", "elbo", "iw_nll", "distortion", "rate"])
+        for i, row in enumerate(zip(labels.tolist(), scores.elbo.tolist(), (-scores.log_px).tolist(),
+                                    scores.distortion.tolist(), scores.rate.tolist())):
+            w.writerow([i, row[0], *(f"{v:.4f}" for v in row[1:])])
+
+
+def scalar_items(record: dict) -> dict[str, float]:
+    keys = ("elbo", "distortion", "rate", "bits_per_dim", "iw_nll", "iw_nll_bits_per_dim", "iw_gap")
+    out = {k: record[k] for k in keys}
+    for k in ("active_units", "mutual_information"):
+        if record["collapse"][k] is not None:
+            out[k] = record["collapse"][k]
+    for k, v in (record["sample_quality"] or {}).items():
+        out[f"sample_quality/{k}"] = v
+    return out
+
+
+def log_eval_tensorboard(tb: Path, record: dict) -> None:
+    """`<split>/...` scalars at the checkpoint's step, and the collapse report and table as text."""
+    with SummaryWriter(str(tb)) as writer:
+        for name, value in scalar_items(record).items():
+            writer.add_scalar(f"{record['split']}/{name}", value, record["step"])
+        writer.add_text(f"{record['split']}/collapse_report", collapse_text(record["collapse"]), record["step"])
+        writer.add_text(f"{record['split']}/metrics", "```\n" + eval_table(record) + "\n```", record["step"])
+
+
+def collapse_text(c: dict) -> str:
+    kl = c["kl_per_dim_sorted"]
+    lines = [c["verdict"], "", f"active units: {c['active_units'] if c['active_units'] is not None else 'n/a'}"]
+    lines.append("KL per dim (nats, sorted): " + ("not applicable (no closed-form per-dim KL)" if kl is None else
+                                                   ", ".join(f"z{j}={v:.3f}" for j, v in kl)))
+    return "\n\n".join(lines)
+
+
+def eval_table(r: dict) -> str:
+    c, q = r["collapse"], r["sample_quality"]
+    rows = [(f"{r['split']} examples", f"{r['num_examples']}  ({r['dataset']}, step {r['step']}, seed {r['seed']}: "
+                                        f"{r['data_noise']})"),
+            ("ELBO", f"{r['elbo']:.3f} nats  ({r['bits_per_dim']:.4f} bits/dim)"),
+            ("  distortion / rate", f"{r['distortion']:.3f} / {r['rate']:.3f} nats"),
+            (f"IW-NLL (k={r['k']})", f"{r['iw_nll']:.3f} ± {r['iw_nll_stderr']:.3f} nats  "
+                                     f"({r['iw_nll_bits_per_dim']:.4f} bits/dim)"),
+            ("  -ELBO - IW-NLL", f"{r['iw_gap']:.3f} nats"),
+            ("active units", "n/a" if c["active_units"] is None else str(c["active_units"])),
+            ("I(x;z)", "n/a" if c["mutual_information"] is None else f"{c['mutual_information']:.3f} nats"),
+            ("collapse", c["verdict"])]
+    if q is not None:
+        rows.append(("classifier FD", f"{q['classifier_fd']:.3f}  (NOT Inception FID; label entropy "
+                                      f"{q['label_entropy']:.3f}, marginal {q['marginal_label_entropy']:.3f} nats)"))
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def run_sample(cfg: DictConfig) -> dict[str, Path]:
+    """Draw the pictures of `cfg.mode` from a checkpoint; returns the PNG paths by name."""
+    mode = build_sample_mode(cfg)
+    ckpt, model, data, state, device = load(cfg, "vae-sample")
+    x = prepare_fixed(model.likelihood.prepare, data.test.images.to(device), cfg.seed)
+    ctx = Context(model, x, data.test.labels.to(device), data.num_classes)
+    with torch.no_grad():
+        grids = mode(ctx)
+    out, tb = output_dir(cfg, ckpt, "samples")
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    with SummaryWriter(str(tb)) as writer:
+        for name, image in grids.items():
+            paths[name] = out / f"{name}.png"
+            save_image(image, paths[name])
+            writer.add_image(f"vae-sample/{name}", image.clamp(0, 1), int(state["step"]))
+            log.info(f"{name}: {tuple(image.shape)} -> {paths[name]}")
+    return paths
