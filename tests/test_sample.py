@@ -1,0 +1,105 @@
+"""vae-sample: every mode gives a grid of the expected size, as PNG and in TensorBoard; bad modes are refused."""
+import torch
+import pytest
+from hydra import compose, initialize_config_module
+from PIL import Image
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from conftest import make_cfg
+from vae_cli.apps import run_sample
+from vae_cli.build import build_model, run_training
+from vae_cli.data import fake_images
+from vae_cli.errors import UserError
+from vae_cli.latent_views import Arithmetic, LatentMap
+from vae_cli.sampling import Context, slerp
+
+
+def grid_shape(n: int, nrow: int, h: int = 28, w: int = 28) -> tuple[int, int, int]:
+    """torchvision make_grid with padding 2: (3, rows * (h + 2) + 2, cols * (w + 2) + 2)."""
+    cols = min(nrow, n)
+    rows = -(-n // cols)
+    return 3, rows * (h + 2) + 2, cols * (w + 2) + 2
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    run = tmp_path_factory.mktemp("sample_run")
+    run_training(make_cfg("trainer=debug", "trainer.eval_every=30"), run)
+    return run / "checkpoints" / "last.pt"
+
+
+def sample(ckpt, tmp_path, *overrides):
+    with initialize_config_module("vae_cli.configs", version_base="1.3"):
+        cfg = compose("sample", overrides=[f"ckpt={ckpt}", f"out={tmp_path}", *overrides])
+    return run_sample(cfg)
+
+
+CASES = [
+    (["mode=prior", "mode.num=16", "mode.nrow=4", "mode.sample_pixels=true"],
+     {"prior": grid_shape(16, 4), "prior_pixels": grid_shape(16, 4)}),
+    (["mode=prior", "mode.num=6", "mode.nrow=3", "mode.temperature=0.5"], {"prior": grid_shape(6, 3)}),
+    (["mode=reconstruct", "mode.num=8", "mode.pairs_per_row=4"], {"reconstruct": grid_shape(16, 8)}),
+    (["mode=interpolate", "mode.pairs=2", "mode.steps=4"],
+     {"interpolate_linear": grid_shape(12, 6), "interpolate_slerp": grid_shape(12, 6)}),
+    (["mode=traverse", "mode.dims=3", "mode.steps=5"], {"traverse": grid_shape(15, 5)}),
+]
+
+
+@pytest.mark.parametrize("overrides,shapes", CASES, ids=[c[0][0] + str(i) for i, c in enumerate(CASES)])
+def test_mode_writes_png_of_expected_size(ckpt, tmp_path, overrides, shapes):
+    paths = sample(ckpt, tmp_path, *overrides)
+    assert set(paths) == set(shapes)
+    for name, (c, h, w) in shapes.items():
+        assert Image.open(paths[name]).size == (w, h)
+    tags = EventAccumulator(str(tmp_path / "tb")).Reload().Tags()["images"]
+    assert {f"vae-sample/{n}" for n in shapes} <= set(tags)
+
+
+def test_arithmetic_and_latent_scatter_on_a_checkpoint(ckpt, tmp_path):
+    labels = fake_images().test.labels
+    a, b, target = (int(v) for v in labels[:3])
+    paths = sample(ckpt, tmp_path, "mode=arithmetic", f"mode.a={a}", f"mode.b={b}", f"mode.target={target}",
+                   "mode.num=2", "mode.scales=[0,1]")
+    n_rows = min(2, int((labels == target).sum()))
+    assert Image.open(paths[f"arithmetic_{a}-{b}+{target}"]).size == grid_shape(3 * n_rows, 3)[:0:-1]
+    pytest.importorskip("matplotlib")
+    scatter = Image.open(sample(ckpt, tmp_path, "mode=latent_map")["latent_scatter"])
+    assert scatter.mode == "RGB" and min(scatter.size) > 200
+
+
+def tiny_context(latent_dim: int, num_classes: int | None = 10) -> Context:
+    cfg = make_cfg("trainer=debug", f"latent_dim={latent_dim}", "model.encoder.hidden_sizes=[16]",
+                   "model.decoder.hidden_sizes=[16]")
+    data = fake_images(num_test=40)
+    model = build_model(cfg, data.image_shape).eval()
+    return Context(model, model.likelihood.prepare(data.test.images), data.test.labels, num_classes)
+
+
+@torch.no_grad()
+def test_latent_map_manifold_for_2d_latents_and_errors():
+    grids = LatentMap(grid_size=3)(tiny_context(2))
+    assert tuple(grids["latent_manifold"].shape) == grid_shape(9, 3)
+    with pytest.raises(UserError, match="latent_dim >= 2"):
+        LatentMap()(tiny_context(1))
+
+
+@torch.no_grad()
+def test_arithmetic_refuses_unlabelled_data_and_unknown_classes():
+    with pytest.raises(UserError, match="labelled dataset"):
+        Arithmetic()(tiny_context(2, num_classes=None))
+    with pytest.raises(UserError, match="class 12 is not a label"):
+        Arithmetic(a=12)(tiny_context(2))
+
+
+def test_bad_mode_values_are_one_clear_error(ckpt, tmp_path):
+    with pytest.raises(UserError, match="temperature=0"):
+        sample(ckpt, tmp_path, "mode=prior", "mode.temperature=0")
+    with pytest.raises(UserError, match="mode.image=999"):
+        sample(ckpt, tmp_path, "mode=traverse", "mode.image=999")
+
+
+def test_slerp_endpoints_and_norm():
+    z0, z1 = torch.tensor([[2.0, 0.0]]), torch.tensor([[0.0, 2.0]])
+    path = slerp(z0, z1, torch.linspace(0, 1, 5))  # (1, 5, 2)
+    assert torch.allclose(path[0, 0], z0[0]) and torch.allclose(path[0, -1], z1[0], atol=1e-6)
+    assert torch.allclose(path.norm(dim=-1), torch.full((1, 5), 2.0))
