@@ -20,6 +20,7 @@ KEYS = {"checkpoint", "step", "version", "dataset", "split", "num_examples", "k"
         "data_noise", "likelihood", "device", "elbo", "distortion", "rate", "bits_per_dim", "iw_nll",
         "iw_nll_stderr", "iw_nll_bits_per_dim", "iw_gap", "collapse", "sample_quality", "wall_time_s"}
 COLLAPSE_KEYS = {"kl_per_dim", "kl_per_dim_sorted", "active_units", "mutual_information", "kl_threshold",
+                 "mutual_information_max",
                  "collapsed_dims", "verdict"}
 
 

@@ -147,7 +147,8 @@ def eval_table(r: dict) -> str:
                                      f"({r['iw_nll_bits_per_dim']:.4f} bits/dim)"),
             ("  -ELBO - IW-NLL", f"{r['iw_gap']:.3f} nats"),
             ("active units", "n/a" if c["active_units"] is None else str(c["active_units"])),
-            ("I(x;z)", "n/a" if c["mutual_information"] is None else f"{c['mutual_information']:.3f} nats"),
+            ("I(x;z)", "n/a" if c["mutual_information"] is None else f"{c['mutual_information']:.3f} nats  (the "
+                       f"estimate is at most log N = {c['mutual_information_max']:.3f})"),
             ("collapse", c["verdict"])]
     if q is not None:
         rows.append(("classifier FD", f"{q['classifier_fd']:.3f}  (NOT Inception FID; label entropy "

@@ -106,7 +106,8 @@ def collapse_report(model, x: torch.Tensor, y: torch.Tensor, kl_per_dim: torch.T
     au_var = None if means[0] is None else torch.cat(means).float().var(dim=0).cpu()  # (D,)
     report = {"kl_per_dim": None if kl_per_dim is None else kl_per_dim.tolist(),
               "kl_per_dim_sorted": None, "active_units": None if au_var is None else active_units(torch.cat(means)),
-              "mutual_information": mutual_information(model, x, y, batch_size), "kl_threshold": kl_threshold}
+              "mutual_information": mutual_information(model, x, y, batch_size), "kl_threshold": kl_threshold,
+              "mutual_information_max": math.log(len(x))}  # the estimator cannot exceed log N
     if kl_per_dim is not None:
         order = torch.argsort(kl_per_dim, descending=True)
         report["kl_per_dim_sorted"] = [[int(j), float(kl_per_dim[j])] for j in order]
