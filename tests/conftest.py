@@ -7,9 +7,6 @@ import pytest
 from hydra import compose, initialize_config_module
 from omegaconf import DictConfig
 
-# Idle OpenMP threads sleep instead of spinning (before torch is imported): on a shared 2-core machine
-# spinning threads made a training step 20x slower (README "Performance"). vae-train does the same.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("VAE_SHARED_DATA", REPO.parent / "shared" / "data"))
 

@@ -42,7 +42,6 @@ def _train(cfg: DictConfig) -> float:
 
 def train_main() -> None:
     """`vae-train`: train a VAE; every config group and key can be overridden on the command line."""
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads OpenMP: see README "Performance"
     from vae_cli.distributed import worker_overrides
     from vae_cli.resume import resume_argv
     from vae_cli.sweeps import register_resolvers
