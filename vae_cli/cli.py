@@ -1,6 +1,5 @@
 """Console entry points: thin Hydra shells that find the run dir and call the pure functions."""
 import logging
-import os
 import sys
 
 import hydra
