@@ -89,9 +89,11 @@ def test_help_lists_every_group():
     exe = Path(sys.executable).with_name("vae-train")
     out = subprocess.run([str(exe), "--help"], capture_output=True, text=True, check=True).stdout
     for line in ("dataset: cifar10, fake, fashion_mnist, mnist", "likelihood: bernoulli, gaussian",
-                 "objective: beta_vae, elbo, free_bits, iwae, kl_annealing, multi_sample_elbo",
-                 "model: conv, hierarchical, mlp", "posterior: gaussian, iaf, mixture, planar",
-                 "prior: mixture, standard_normal, vamp", "experiment: iwae_mnist_1layer, iwae_mnist_2layer"):
+                 "objective: beta_vae, elbo, free_bits, gumbel, iwae, kl_annealing, multi_sample_elbo, vq",
+                 "model: conv, cvae, cvae_conv, gumbel, hierarchical, mlp, vqvae",
+                 "posterior: categorical, gaussian, iaf, mixture, planar, vq",
+                 "prior: mixture, standard_normal, uniform_categorical, uniform_codes, vamp",
+                 "experiment: iwae_mnist_1layer, iwae_mnist_2layer"):
         assert line in out
 
 

@@ -17,6 +17,7 @@ from vae_cli.data import ImageData
 from vae_cli.errors import ConfigError, UserError
 from vae_cli.resume import check_resumable, find_checkpoint, wants_resume
 from vae_cli.validate import check_writable, validate_config, validate_data
+from vae_cli.pictures import summary
 
 log = logging.getLogger("vae_cli")
 
@@ -75,16 +76,35 @@ def set_run_length(cfg: DictConfig, num_train: int) -> int:
     return cfg.max_steps
 
 
+def set_num_classes(cfg: DictConfig, num_classes: int) -> None:
+    """A conditional model's label count comes from the data; written back so checkpoints rebuild alone."""
+    if cfg.model.get("condition") is not None:
+        with open_dict(cfg):
+            cfg.model.condition.num_classes = int(num_classes)
+
+
 def build_model(cfg: DictConfig, image_shape: tuple[int, int, int]) -> torch.nn.Module:
+    """Parts in dependency order. Filled in here: image shape, decoder output channels, the posterior's input
+    width (encoder features + label embedding), and the decoder's input width: `model.decoder.latent_dim`,
+    or when that is null the posterior's `out_features` (categorical N*C, VQ code dim), + label embedding."""
     likelihood = make(cfg.likelihood, image_shape=image_shape)
+    condition = make(cfg.model.condition) if cfg.model.get("condition") else None
+    extra = condition.out_features if condition is not None else 0  # E
     encoder = make(cfg.model.encoder, image_shape=image_shape)
-    decoder = make(cfg.model.decoder, image_shape=image_shape,
-                          out_channels=likelihood.num_params * image_shape[0])
-    posterior = make(cfg.posterior, in_features=encoder.out_features)
+    posterior = make(cfg.posterior, in_features=encoder.out_features + extra)
+    latent_dim = cfg.model.decoder.get("latent_dim") or getattr(posterior, "out_features", cfg.latent_dim)
+    decoder = make(cfg.model.decoder, image_shape=image_shape, latent_dim=latent_dim + extra,
+                   out_channels=likelihood.num_params * image_shape[0])
     in_data_space = {"image_shape": image_shape} if "image_shape" in cfg.prior else {}  # VampPrior's pseudo-inputs
     prior = make(cfg.prior, **in_data_space)
+    parts = {"condition": condition} if condition is not None else {}
     return make(cfg.model, encoder=encoder, decoder=decoder, posterior=posterior, likelihood=likelihood,
-                       prior=prior)
+                prior=prior, **parts)
+
+
+def build_code_prior(cfg: DictConfig, num_codes: int) -> torch.nn.Module:
+    """vae-prior's network (config code_prior.yaml) over `num_codes` codes of a VQ-VAE."""
+    return make(cfg.network, num_codes=num_codes)
 
 
 def load_model_from_checkpoint(path: str | Path, device: torch.device, data_dir: str | None = None):
@@ -122,10 +142,19 @@ def check_compatible(model, data: ImageData, choices: dict) -> None:
                           f"posterior={choices.get('posterior')} (a flow) cannot: use posterior=gaussian or mixture")
 
 
+def check_objective(model, objective, choices: dict) -> None:
+    """An objective calls one model method (`requires`); say which pairing is wrong instead of an AttributeError."""
+    needed = getattr(objective, "requires", None)
+    if needed and not hasattr(model, needed):
+        raise ConfigError(f"objective={choices.get('objective', type(objective).__name__)} does not apply to "
+                          f"{type(model).__name__} (model={choices.get('model', '?')}); leave objective to the "
+                          f"model preset (model=vqvae picks objective=vq, model=gumbel objective=gumbel)")
+
+
 def hparams(cfg: DictConfig, choices: dict) -> dict:
     """What the HParams tab compares across a sweep: the group choices plus the knobs people sweep."""
     picked = {k: v for k, v in choices.items() if not k.startswith("hydra") and v is not None}
-    knobs = {"beta": cfg.objective.beta, "latent_dim": cfg.latent_dim, "seed": cfg.seed,
+    knobs = {"beta": cfg.objective.get("beta"), "latent_dim": cfg.latent_dim, "seed": cfg.seed,
              "free_bits": cfg.objective.get("free_bits", 0.0), "lr": cfg.trainer.lr,
              "batch_size": cfg.trainer.batch_size, "max_steps": cfg.max_steps}
     return {**picked, **knobs}
@@ -144,9 +173,11 @@ def run_training(cfg: DictConfig, run_dir: str | Path, choices: dict | None = No
     data = build_data(cfg)
     validate_data(cfg, len(data.train))
     set_run_length(cfg, len(data.train))
+    set_num_classes(cfg, data.num_classes)
     model = build_model(cfg, data.image_shape)
     check_compatible(model, data, choices)
     objective, trainer = build_objective(cfg), make(cfg.trainer)
+    check_objective(model, objective, choices)
     n_params = sum(p.numel() for p in model.parameters())
     log.info(f"{data.name}: {len(data.train)} train / {len(data.val)} val images of shape {data.image_shape}; "
              f"model {n_params:,} parameters; {cfg.max_steps} steps on {device}")
@@ -156,6 +187,5 @@ def run_training(cfg: DictConfig, run_dir: str | Path, choices: dict | None = No
         log.info(f"resuming from {resume[1]}")
     val = trainer.fit(model, objective, data, device, Path(run_dir), config, OmegaConf.to_yaml(cfg, resolve=True),
                       hparams(cfg, choices), resume=resume and resume[0], stop=stop)
-    log.info(f"done: val elbo {val['elbo']:.3f} nats, {val['bits_per_dim']:.4f} bits/dim after "
-             f"{cfg.max_steps} steps; run dir {Path(run_dir).resolve()}")
+    log.info(f"done: val {summary(val)} after {cfg.max_steps} steps; run dir {Path(run_dir).resolve()}")
     return val

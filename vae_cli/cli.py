@@ -22,6 +22,7 @@ def _train(cfg: DictConfig) -> float:
     from vae_cli import distributed, sweeps
     from vae_cli.build import resolve_device, run_training
     from vae_cli.signals import StopRequested, stop_on_signals
+    from vae_cli.pictures import val_score
     from vae_cli.validate import as_user_error
 
     sweeps.register_resolvers()
@@ -36,7 +37,7 @@ def _train(cfg: DictConfig) -> float:
         if (user := as_user_error(e)) is None:
             raise
         _fail(user)
-    return val["elbo"]
+    return val_score(val)  # higher is better: the elbo, or -loss for the VQ-VAE
 
 
 def train_main() -> None:
@@ -82,3 +83,19 @@ def eval_main() -> None:
 def sample_main() -> None:
     """`vae-sample ckpt=... mode=...`: prior samples, reconstructions, interpolations, traversals ..."""
     hydra.main(config_path=CONFIG_PATH, config_name="sample", version_base="1.3")(_sample)()
+
+
+def _prior(cfg: DictConfig) -> float:
+    from vae_cli.code_prior import fit_code_prior
+
+    try:
+        result = fit_code_prior(cfg, HydraConfig.get().runtime.output_dir)
+    except UserError as e:
+        print(f"vae-prior: error: {e}", file=sys.stderr)
+        sys.exit(EXIT_USER_ERROR)
+    return result["val_bits_per_code"]
+
+
+def prior_main() -> None:
+    """`vae-prior ckpt=...`: fit the autoregressive code prior of a trained VQ-VAE (its second stage)."""
+    hydra.main(config_path=CONFIG_PATH, config_name="code_prior", version_base="1.3")(_prior)()

@@ -1,5 +1,6 @@
 """Metrics accumulated on the device and read back rarely; validation over a whole split."""
 import torch
+from torch.distributions import Distribution
 
 from vae_cli.errors import NonFiniteError
 
@@ -20,12 +21,13 @@ class Meter:
 
     def __init__(self, device: torch.device, skip: bool = False):
         self.device, self.skip = device, skip  # skip: bad steps are left out of the means, not raised
+        self.names = list(SCALARS)  # those of SCALARS the objective returns (the VQ-VAE's have no elbo)
         self.reset()
         self.first_bad = torch.tensor(-1, device=device)
-        self.bad_terms = torch.zeros(len(SCALARS) + 1, device=device)
+        self.bad_terms = torch.zeros(len(self.names) + 1, device=device)
 
     def reset(self) -> None:
-        self.sums = torch.zeros(len(SCALARS) + 1, device=self.device)  # terms..., grad_norm
+        self.sums = torch.zeros(len(self.names) + 1, device=self.device)  # terms..., grad_norm
         self.good = torch.zeros((), device=self.device)  # finite steps in the window
         self.kl_sum = None
         self.extra: dict[str, torch.Tensor] = {}
@@ -33,7 +35,11 @@ class Meter:
 
     def add(self, terms: dict[str, torch.Tensor], grad_norm: torch.Tensor, step: int) -> torch.Tensor:
         """Accumulate one step; returns whether all its terms and the gradient norm are finite (0-dim bool)."""
-        values = torch.stack([terms[k].detach().float().mean() for k in SCALARS] + [grad_norm.float()])
+        if [k for k in SCALARS if k in terms] != self.names:  # the first step of an objective without some
+            self.names = [k for k in SCALARS if k in terms]
+            self.sums = torch.zeros(len(self.names) + 1, device=self.device)
+            self.bad_terms = torch.zeros(len(self.names) + 1, device=self.device)
+        values = torch.stack([terms[k].detach().float().mean() for k in self.names] + [grad_norm.float()])
         ok = torch.isfinite(values).all()
         newly_bad = (self.first_bad < 0) & ~ok
         self.first_bad = torch.where(newly_bad, step, self.first_bad)
@@ -53,7 +59,7 @@ class Meter:
         step = int(self.first_bad)
         if step < 0:
             return ""
-        names = [*SCALARS, "grad_norm"]
+        names = [*self.names, "grad_norm"]
         bad = [f"{n}={v:g}" for n, v in zip(names, self.bad_terms.tolist()) if not torch.isfinite(torch.tensor(v))]
         return f"step {step}: {', '.join(bad)}"
 
@@ -68,10 +74,10 @@ class Meter:
         self.check_finite()
         values = (self.sums / self.good).tolist()
         extra = {k: float(v / self.good) for k, v in self.extra.items()}
-        return dict(zip([*SCALARS, "grad_norm"], values)) | extra
+        return dict(zip([*self.names, "grad_norm"], values)) | extra
 
     def state_dict(self) -> dict:
-        return {"sums": self.sums, "good": self.good, "kl_sum": self.kl_sum, "count": self.count,
+        return {"names": list(self.names), "sums": self.sums, "good": self.good, "kl_sum": self.kl_sum, "count": self.count,
                 "first_bad": self.first_bad, "bad_terms": self.bad_terms, "extra": self.extra}
 
     def load_state_dict(self, state: dict) -> None:
@@ -92,7 +98,8 @@ def evaluate_split(model, objective, x: torch.Tensor, y: torch.Tensor, step: int
         for chunk, labels in zip(x.split(batch_size), y.split(batch_size)):
             terms = objective(model, chunk, step, labels)
             for k, v in terms.items():
-                total = v.float() * len(chunk) if k in VECTORS else v.float().sum()
+                # per-example terms are summed; vectors and batch statistics (shape ()) weighted by the chunk
+                total = v.float() * len(chunk) if k in VECTORS or v.ndim == 0 else v.float().sum()
                 sums[k] = total if k not in sums else sums[k] + total
             means.append(posterior_mean(model, chunk, labels))
     out = {k: (v / len(x)).item() for k, v in sums.items() if k not in VECTORS}
@@ -102,8 +109,11 @@ def evaluate_split(model, objective, x: torch.Tensor, y: torch.Tensor, step: int
 
 
 def posterior_mean(model, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor | None:
+    q = model.encode(x, y)
+    if not isinstance(q, Distribution):  # a deterministic code (VQ-VAE): active units do not apply
+        return None
     try:
-        return model.encode(x, y).mean
+        return q.mean.flatten(1)  # (B, D); categorical latents (B, N, C) count each (latent, class) pair
     except NotImplementedError:  # a posterior without a closed-form mean: active units do not apply
         return None
 

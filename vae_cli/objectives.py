@@ -39,6 +39,8 @@ def free_bits_rate(kl_dims: torch.Tensor, free_bits: float) -> torch.Tensor:
 class Objective:
     """ELBO with beta, a beta schedule and free bits; `num_samples` reparameterized samples per example."""
 
+    requires = "latent_terms"  # the model method this objective calls
+
     def __init__(self, beta: float = 1.0, schedule: Callable[[int], float] | None = None, free_bits: float = 0.0,
                  num_samples: int = 1):
         if beta < 0 or free_bits < 0 or num_samples < 1:
@@ -50,9 +52,16 @@ class Objective:
     def beta_at(self, step: int) -> float:
         return self.beta * self.schedule(step)
 
+    def knobs(self, step: int) -> dict[str, float]:
+        """The step-dependent settings the trainer logs beside the terms."""
+        return {"beta": self.beta_at(step)}
+
+    def latent_terms(self, model, x: torch.Tensor, y: torch.Tensor | None, step: int):
+        return model.latent_terms(x, y, self.num_samples)
+
     def __call__(self, model, x: torch.Tensor, step: int, y: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """x (B, C, H, W) prepared data, y (B,) labels (used by conditional models) -> named terms."""
-        t = model.latent_terms(x, y, self.num_samples)
+        t = self.latent_terms(model, x, y, step)
         distortion = -t.log_px.mean(0)  # (B,)
         kl_dims = t.kl_per_dim  # (B, D) or None: then the KL is a Monte Carlo estimate
         rate = kl_dims.sum(-1) if kl_dims is not None else (t.log_qz - t.log_pz).mean(0)
@@ -90,8 +99,14 @@ class IWAE:
         self.num_samples, self.beta = int(num_samples), float(beta)
         self.schedule = schedule or Constant()
 
+    requires = "latent_terms"  # the model method this objective calls
+
     def beta_at(self, step: int) -> float:
         return self.beta * self.schedule(step)
+
+    def knobs(self, step: int) -> dict[str, float]:
+        """The step-dependent settings the trainer logs beside the terms."""
+        return {"beta": self.beta_at(step)}
 
     def __call__(self, model, x: torch.Tensor, step: int, y: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         t = model.latent_terms(x, y, self.num_samples)

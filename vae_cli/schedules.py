@@ -35,3 +35,15 @@ class Cyclical:
     def __call__(self, step: int) -> float:
         tau = (step % self.period) / self.period
         return min(1.0, tau / self.ratio)
+
+
+class ExponentialDecay:
+    """tau_t = max(minimum, start * exp(-rate * step)): the Gumbel-softmax temperature (Jang et al. 2017)."""
+
+    def __init__(self, rate: float = 1e-4, minimum: float = 0.5, start: float = 1.0):
+        if rate < 0 or not 0 < minimum <= start:
+            raise ConfigError(f"temperature: rate={rate} must be >= 0 and 0 < minimum={minimum} <= start={start}")
+        self.rate, self.minimum, self.start = rate, minimum, start
+
+    def __call__(self, step: int) -> float:
+        return max(self.minimum, self.start * math.exp(-self.rate * step))

@@ -15,6 +15,7 @@ from vae_cli.data import ImageData, IndexBatches, prepare_fixed
 from vae_cli.errors import ConfigError
 from vae_cli.metrics import Meter, evaluate_split
 from vae_cli.nonfinite import NonFiniteGuard
+from vae_cli.pictures import fixed_labels, sample_grids, summary, val_score
 from vae_cli.resume import prune, step_path
 from vae_cli.signals import StopRequested
 from vae_cli.tblog import RunLogger
@@ -76,6 +77,7 @@ class Trainer:
         self.batches = distributed.shard(IndexBatches(len(data.train), self.batch_size, self.device, self.seed))
         self.val_x = prepare_fixed(model.likelihood.prepare, data.val.images, self.seed)
         self.val_y = data.val.labels
+        self.fixed_y = fixed_labels(self.num_images, data.num_classes, self.device)  # used by conditional models
         state = RunState() if resume is None else self._restore(model, resume)
         purge = None if resume is None else state.step + 1  # TensorBoard drops what the lost run logged later
         self.logger = RunLogger(Path(run_dir) / "tb", config_yaml, hparams, purge_step=purge) \
@@ -137,28 +139,26 @@ class Trainer:
         distributed.average_meter(meter)
         means = meter.means()  # the host sync: the clock is read after it, so queued device work counts
         examples_per_sec = seen / (time.perf_counter() - tick)
-        beta = objective.beta_at(step - 1)
-        extra = {"beta": beta, "lr": self.opt.param_groups[0]["lr"], "examples_per_sec": examples_per_sec}
+        knobs = objective.knobs(step - 1)  # beta, temperature ...
+        extra = {**knobs, "lr": self.opt.param_groups[0]["lr"], "examples_per_sec": examples_per_sec}
         if self.guard.skip:
             extra["skipped_steps"] = int(self.guard.skipped)
         self.logger.scalars("train", {**means, **extra}, step)
-        log.info(f"step {step:>7d}/{self.max_steps}  loss {means['loss']:9.3f}  elbo {means['elbo']:9.3f}  "
-                 f"kl {means['rate']:7.3f}  beta {beta:.3g}  {examples_per_sec:8.0f} ex/s")
+        log.info(f"step {step:>7d}/{self.max_steps}  {summary({**means, **knobs})}  {examples_per_sec:8.0f} ex/s")
 
     @torch.no_grad()
     def _validate(self, model, objective, state: RunState) -> None:
         model.eval()
         val = evaluate_split(model, objective, self.val_x, self.val_y, state.step, self.eval_batch_size, self.seed)
         kl, kl_layers = val.pop("kl_per_dim"), val.pop("kl_per_layer", None)
-        self.logger.scalars("val", {**val, "beta": objective.beta_at(state.step)}, state.step)
+        self.logger.scalars("val", {**val, **objective.knobs(state.step)}, state.step)
         if kl is not None:
             self.logger.kl_per_dim(kl, state.step)
         if kl_layers is not None:  # hierarchical models: kl_per_layer/layer_1 is next to x
             self.logger.scalars("kl_per_layer", {f"layer_{i + 1}": v for i, v in enumerate(kl_layers.tolist())},
                                 state.step)
         self._log_images(model, state.step)
-        log.info(f"val @ {state.step}: elbo {val['elbo']:.3f}  distortion {val['distortion']:.3f}  "
-                 f"kl {val['rate']:.3f}  bits/dim {val['bits_per_dim']:.4f}  active units {val['active_units']}")
+        log.info(f"val @ {state.step}: {summary(val)}")
         state.last_val = val
         if state.step > 0 and distributed.is_main():
             self._save(model, state, val)
@@ -173,16 +173,16 @@ class Trainer:
 
     def _log_images(self, model, step: int) -> None:
         lik = model.likelihood
-        samples = lik.mean(model.decode(self._fixed_prior_samples(model)))
-        self.logger.image("samples/prior", make_grid(samples.float(), nrow=8), step)
+        for tag, (images, nrow) in sample_grids(model, self._fixed_prior_samples(model), self.fixed_y).items():
+            self.logger.image(tag, make_grid(images.float(), nrow=nrow), step)
         x, y = self.val_x[: self.num_images // 2], self.val_y[: self.num_images // 2]
         pairs = torch.stack([x, lik.mean(model(x, y))], dim=1).flatten(0, 1)  # input, reconstruction, ...
         self.logger.image("reconstructions/val", make_grid(pairs.float(), nrow=8), step)
 
     def _save(self, model, state: RunState, val: dict | None) -> Path:
         """step_N.pt (the newest keep_last kept), last.pt, and best.pt when `val` has the best elbo so far."""
-        better = val is not None and val["elbo"] > state.best_val_elbo
-        state.best_val_elbo = val["elbo"] if better else state.best_val_elbo
+        better = val is not None and val_score(val) > state.best_val_elbo  # VQ-VAE (no elbo): -loss
+        state.best_val_elbo = val_score(val) if better else state.best_val_elbo
         ckpt = {"model": model.state_dict(), "optimizer": self.opt.state_dict(), "step": state.step,
                 "batches": self.batches.state_dict(), "rng": rng_state(), "config": self.config,
                 "val": val or state.last_val, "best_val_elbo": state.best_val_elbo,

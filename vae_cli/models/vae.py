@@ -5,6 +5,9 @@ import torch
 import torch.nn as nn
 from torch.distributions import Distribution, Independent, kl_divergence
 
+from vae_cli.errors import ConfigError
+from vae_cli.models.conditioning import with_label
+
 
 @dataclass
 class LatentTerms:
@@ -47,21 +50,27 @@ def kl_per_dim(q: Distribution, p: Distribution) -> torch.Tensor | None:
 
 
 class VAE(nn.Module):
-    """encoder: x -> features; posterior: features -> q(z|x); decoder: z -> params; likelihood: params -> p(x|z)."""
+    """encoder: x -> features; posterior: features -> q(z|x); decoder: z -> params; likelihood: params -> p(x|z).
+
+    condition (optional, model=cvae): labels y (B,) -> (B, E), appended to the encoder features and to z,
+    giving q(z|x, y) and p(x|z, y); build.py widens the posterior head and the decoder input by E."""
 
     def __init__(self, encoder: nn.Module, posterior: nn.Module, decoder: nn.Module, likelihood: nn.Module,
-                 prior: nn.Module):
+                 prior: nn.Module, condition: nn.Module | None = None):
         super().__init__()
+        if getattr(posterior, "needs_model", None):  # a categorical head or a quantizer: not for this class
+            raise ConfigError(f"{type(posterior).__name__} (posterior) works with model={posterior.needs_model}")
         self.encoder, self.posterior, self.decoder = encoder, posterior, decoder
-        self.likelihood, self.prior = likelihood, prior
+        self.likelihood, self.prior, self.condition = likelihood, prior, condition
 
     def encode(self, x: torch.Tensor, y: torch.Tensor | None = None) -> Distribution:
-        """(B, C, H, W) -> q(z|x), batch (B,), event (D,). Labels `y` are offered to every model; this one
-        is unconditional and ignores them."""
-        return self.posterior(self.encoder(x))
+        """(B, C, H, W) -> q(z|x), batch (B,), event (D,). Labels `y` are offered to every model; an
+        unconditional one (condition=None) ignores them."""
+        return self.posterior(with_label(self.encoder(x), y, self.condition))
 
     def decode(self, z: torch.Tensor, y: torch.Tensor | None = None) -> Distribution:
-        """z (..., D) -> p(x|z) with batch shape (...) and event shape (C, H, W)."""
+        """z (..., D) (labels y (B,) with z's last batch dim B) -> p(x|z) with batch shape (...), event (C, H, W)."""
+        z = with_label(z, y, self.condition)  # (..., D + E)
         params = self.decoder(z.reshape(-1, z.shape[-1]))  # (N, P*C, H, W)
         return self.likelihood(params.view(*z.shape[:-1], *params.shape[1:]))
 

@@ -1,0 +1,126 @@
+"""vae-prior: the VQ-VAE's second stage. Encode the data to code grids with a trained VQ-VAE, fit an
+autoregressive prior over them, report its NLL in bits per code, and decode prior samples to images."""
+import logging
+import math
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf, open_dict
+from torchvision.utils import make_grid, save_image
+
+from vae_cli.build import build_code_prior, build_data, build_model, resolve_device
+from vae_cli.checkpoint import load_checkpoint, save_checkpoint
+from vae_cli.data import prepare_fixed
+from vae_cli.errors import ConfigError, UserError
+from vae_cli.models.vq import VQVAE
+from vae_cli.pictures import decode_images
+from vae_cli.tblog import RunLogger
+
+log = logging.getLogger("vae_cli")
+PRIOR_FILE = "prior.pt"  # written beside the VQ-VAE checkpoint
+
+
+def load_vqvae(ckpt: str | Path, device: torch.device, data_dir: str | None = None):
+    """A VQ-VAE checkpoint -> (model in eval mode on `device`, its dataset). Other models: one UserError."""
+    state = load_checkpoint(Path(ckpt))
+    cfg = OmegaConf.create(state["config"])
+    if data_dir is not None:
+        cfg.data_dir, cfg.dataset.root = data_dir, data_dir
+    data = build_data(cfg)
+    model = build_model(cfg, data.image_shape)
+    if not isinstance(model, VQVAE):
+        raise UserError(f"{ckpt} holds a {type(model).__name__} (model={cfg.model._target_}); "
+                        f"vae-prior needs a VQ-VAE checkpoint (vae-train model=vqvae)")
+    model.load_state_dict(state["model"])
+    return model.to(device).eval(), data
+
+
+@torch.no_grad()
+def encode_codes(model: VQVAE, images: torch.Tensor, seed: int, batch_size: int = 1000) -> torch.Tensor:
+    """uint8 images (N, C, H, W) -> code grids (N, h, w), one fixed binarization/dequantization."""
+    device = next(model.parameters()).device
+    x = prepare_fixed(model.likelihood.prepare, images.to(device), seed)
+    return torch.cat([model.encode(chunk) for chunk in x.split(batch_size)])
+
+
+@torch.no_grad()
+def mean_bits_per_code(net, codes: torch.Tensor, batch_size: int = 1000) -> float:
+    return float(sum(net.bits_per_code(c).sum() for c in codes.split(batch_size)) / len(codes))
+
+
+def code_prior_images(model: VQVAE, net, n: int) -> torch.Tensor:
+    """n samples from the code prior, decoded: (n, C, H, W) in [0, 1]."""
+    return decode_images(model, net.sample(n, model.grid_shape))
+
+
+def load_code_prior(vq_ckpt: str | Path, device: torch.device):
+    """The prior saved beside a VQ-VAE checkpoint by vae-prior."""
+    path = Path(vq_ckpt).parent / PRIOR_FILE
+    if not path.is_file():
+        raise UserError(f"no code prior at {path}: run `vae-prior ckpt={vq_ckpt}` first")
+    state = load_checkpoint(path)
+    net = build_code_prior(OmegaConf.create(state["config"]), state["config"]["network"]["num_codes"])
+    net.load_state_dict(state["model"])
+    return net.to(device).eval()
+
+
+def check_prior_config(cfg: DictConfig) -> None:
+    if OmegaConf.is_missing(cfg, "ckpt"):
+        raise ConfigError("set ckpt=<path to a VQ-VAE checkpoint>, e.g. ckpt=outputs/<date>/<time>/checkpoints/best.pt")
+    for key in ("max_steps", "batch_size", "eval_every", "num_images"):
+        if not isinstance(cfg[key], int) or cfg[key] <= 0:
+            raise ConfigError(f"{key}={cfg[key]!r} must be a positive integer")
+
+
+def fit_code_prior(cfg: DictConfig, run_dir: str | Path) -> dict:
+    """Train the prior; returns {'val_bits_per_code', 'train_bits_per_code', 'uniform_bits_per_code'}."""
+    check_prior_config(cfg)
+    device, run_dir = resolve_device(cfg.device), Path(run_dir)
+    torch.manual_seed(cfg.seed)
+    model, data = load_vqvae(cfg.ckpt, device, cfg.data_dir)
+    train, val = (encode_codes(model, s.images, cfg.seed) for s in (data.train, data.val))
+    with open_dict(cfg):
+        cfg.network.num_codes = model.posterior.num_codes
+    net = build_code_prior(cfg, model.posterior.num_codes).to(device)
+    log.info(f"code prior over {tuple(train.shape[1:])} grids of {net.num_codes} codes; {len(train)} train / "
+             f"{len(val)} val grids; {sum(p.numel() for p in net.parameters()):,} parameters")
+    logger = RunLogger(run_dir / "tb", OmegaConf.to_yaml(cfg, resolve=True), {"ckpt": cfg.ckpt})
+    try:
+        result = _train(cfg, net, model, train, val, logger, run_dir)
+    finally:
+        logger.close()
+    save_checkpoint(Path(cfg.ckpt).parent / PRIOR_FILE, {"model": net.state_dict(), "step": cfg.max_steps,
+                    "config": OmegaConf.to_container(cfg, resolve=True), "val": result})
+    log.info(f"done: val NLL {result['val_bits_per_code']:.4f} bits/code (uniform: "
+             f"{result['uniform_bits_per_code']:.4f}); prior saved to {Path(cfg.ckpt).parent / PRIOR_FILE}")
+    return result
+
+
+def _train(cfg, net, model, train, val, logger, run_dir: Path) -> dict:
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+    gen = torch.Generator(device=train.device).manual_seed(cfg.seed)
+    result = {"uniform_bits_per_code": math.log2(net.num_codes)}
+    for step in range(1, cfg.max_steps + 1):
+        net.train()
+        batch = train[torch.randint(len(train), (cfg.batch_size,), generator=gen, device=train.device)]
+        loss = net.bits_per_code(batch).mean()  # bits per code position
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if step % cfg.eval_every == 0 or step == cfg.max_steps:
+            result |= _validate(cfg, net, model, train, val, logger, run_dir, step)
+    return result
+
+
+@torch.no_grad()
+def _validate(cfg, net, model, train, val, logger, run_dir: Path, step: int) -> dict:
+    net.eval()
+    out = {"train_bits_per_code": mean_bits_per_code(net, train[:len(val)]), "val_bits_per_code":
+           mean_bits_per_code(net, val)}
+    logger.scalars("prior", out, step)
+    images = code_prior_images(model, net, cfg.num_images)
+    logger.image("samples/code_prior", make_grid(images, nrow=8), step)
+    save_image(images, run_dir / "samples_code_prior.png", nrow=8)
+    log.info(f"step {step}/{cfg.max_steps}: train {out['train_bits_per_code']:.4f}  "
+             f"val {out['val_bits_per_code']:.4f} bits/code")
+    return out

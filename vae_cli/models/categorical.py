@@ -1,0 +1,102 @@
+"""Categorical latents (Jang et al. 2017; Maddison et al. 2017): N latents with C classes each.
+
+Training decodes relaxed one-hot samples (Gumbel-softmax at temperature tau; `hard` = straight-through:
+the forward value is the one-hot argmax, the gradient that of the relaxed sample). In eval mode the
+latents are exact one-hot draws, so the validation ELBO is that of the discrete model.
+The KL to the uniform prior is in closed form, per latent: sum_c q_c (log q_c + log C).
+"""
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.distributions import Distribution, Independent, OneHotCategorical, RelaxedOneHotCategorical, kl_divergence
+
+from vae_cli.errors import ConfigError
+from vae_cli.models.vae import LatentTerms
+
+
+def _check(num_latents: int, num_classes: int) -> None:
+    if num_latents < 1 or num_classes < 2:
+        raise ConfigError(f"categorical latents: num_latents={num_latents} must be >= 1, "
+                          f"num_classes={num_classes} >= 2")
+
+
+class CategoricalHead(nn.Module):
+    """Encoder features (B, F) -> q(z|x) = prod_n Cat(softmax(logits_n)), batch (B,), event (N, C)."""
+
+    needs_model = "gumbel"
+
+    def __init__(self, in_features: int, num_latents: int = 30, num_classes: int = 10):
+        super().__init__()
+        _check(num_latents, num_classes)
+        self.num_latents, self.num_classes = num_latents, num_classes
+        self.out_features = num_latents * num_classes  # the decoder's input width
+        self.head = nn.Linear(in_features, self.out_features)
+
+    def forward(self, h: torch.Tensor) -> Distribution:
+        logits = self.head(h).float().view(-1, self.num_latents, self.num_classes)  # (B, N, C)
+        return Independent(OneHotCategorical(logits=logits), 1)
+
+
+class UniformCategorical(nn.Module):
+    """p(z) = prod_n Cat(1/C): batch (), event (N, C); samples are random one-hots."""
+
+    def __init__(self, num_latents: int, num_classes: int):
+        super().__init__()
+        _check(num_latents, num_classes)
+        self.register_buffer("logits", torch.zeros(num_latents, num_classes))
+
+    def forward(self) -> Distribution:
+        return Independent(OneHotCategorical(logits=self.logits), 1)
+
+
+def gumbel_softmax_sample(logits: torch.Tensor, temperature: float, num_samples: int, hard: bool) -> torch.Tensor:
+    """logits (B, N, C) -> relaxed one-hots (S, B, N, C); hard: one-hot forward, relaxed gradient."""
+    tau = torch.tensor(temperature, dtype=logits.dtype, device=logits.device)
+    soft = RelaxedOneHotCategorical(tau, logits=logits).rsample((num_samples,))
+    if not hard:
+        return soft
+    one_hot = F.one_hot(soft.argmax(-1), soft.shape[-1]).to(soft.dtype)
+    return one_hot - soft.detach() + soft  # straight-through
+
+
+class CategoricalVAE(nn.Module):
+    """encoder: x -> features; posterior: CategoricalHead; decoder: flattened one-hots (N*C) -> params."""
+
+    def __init__(self, encoder: nn.Module, posterior: nn.Module, decoder: nn.Module, likelihood: nn.Module,
+                 prior: nn.Module, hard: bool = False):
+        super().__init__()
+        if not isinstance(posterior, CategoricalHead) or not isinstance(prior, UniformCategorical):
+            raise ConfigError(f"model=gumbel needs posterior=categorical and prior=uniform_categorical (its preset "
+                              f"picks them); got {type(posterior).__name__} and {type(prior).__name__}")
+        self.encoder, self.posterior, self.decoder = encoder, posterior, decoder
+        self.likelihood, self.prior, self.hard = likelihood, prior, hard
+
+    def encode(self, x: torch.Tensor, y: torch.Tensor | None = None) -> Distribution:
+        """(B, C, H, W) -> q(z|x), batch (B,), event (N, K). Unconditional: labels are ignored."""
+        return self.posterior(self.encoder(x))
+
+    def decode(self, z: torch.Tensor, y: torch.Tensor | None = None) -> Distribution:
+        """z (..., N, C) one-hot or relaxed -> p(x|z), batch (...), event (C, H, W)."""
+        params = self.decoder(z.reshape(-1, z.shape[-2] * z.shape[-1]))  # (M, P*C, H, W)
+        return self.likelihood(params.view(*z.shape[:-2], *params.shape[1:]))
+
+    def prior_dist(self) -> Distribution:
+        return self.prior()
+
+    def latent_terms(self, x: torch.Tensor, y: torch.Tensor | None = None, num_samples: int = 1,
+                     temperature: float = 1.0) -> LatentTerms:
+        """S samples per example. log q and log p score the one-hot argmax of each sample, which is an
+        exact draw from q (Gumbel-max); log p(x|z) scores the relaxed sample while training."""
+        q, p = self.encode(x, y), self.prior_dist()
+        if self.training:
+            z = gumbel_softmax_sample(q.base_dist.logits, temperature, num_samples, self.hard)  # (S, B, N, C)
+            z_hard = F.one_hot(z.argmax(-1), z.shape[-1]).to(z.dtype)
+        else:
+            z = z_hard = q.sample((num_samples,))
+        kl = kl_divergence(q.base_dist, p.base_dist)  # (B, N) closed form
+        return LatentTerms(self.decode(z, y).log_prob(x), p.log_prob(z_hard), q.log_prob(z_hard), kl)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> Distribution:
+        """Reconstruction p(x|z = the most probable class of each latent), for pictures."""
+        logits = self.encode(x, y).base_dist.logits
+        return self.decode(F.one_hot(logits.argmax(-1), logits.shape[-1]).float(), y)

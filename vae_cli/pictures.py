@@ -1,0 +1,62 @@
+"""Model-side pictures and one-line summaries shared by the trainer, vae-prior and vae-sample.
+
+Every model family offers `decode(z, y)` and `prior_dist()`; a conditional VAE also has `condition`
+(labels -> embedding). These functions turn that into image batches in [0, 1], shape (N, C, H, W).
+"""
+import torch
+
+SUMMARY_KEYS = ("elbo", "loss", "distortion", "rate", "bits_per_dim", "commitment", "codebook_loss",
+                "perplexity", "codes_used", "active_units", "beta", "temperature")
+
+
+def val_score(val: dict) -> float:
+    """Higher is better: the validation ELBO, or minus the loss for models without one (VQ-VAE)."""
+    return val["elbo"] if "elbo" in val else -val["loss"]
+
+
+def summary(metrics: dict) -> str:
+    """'loss 91.2  elbo -91.2  ...' for whichever of the known terms are present."""
+    return "  ".join(f"{k} {metrics[k]:.4g}" for k in SUMMARY_KEYS if k in metrics)
+
+
+def fixed_labels(n: int, num_classes: int, device) -> torch.Tensor:
+    """(n,) labels 0, 1, ..., K-1, 0, 1, ...: the classes of the fixed prior samples of a conditional model."""
+    return torch.arange(n, device=device) % num_classes
+
+
+def is_conditional(model) -> bool:
+    return getattr(model, "condition", None) is not None
+
+
+@torch.no_grad()
+def decode_images(model, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+    """Latents (N, ...) (and labels (N,)) -> the mean of p(x|z, y), (N, C, H, W) in [0, 1]."""
+    return model.likelihood.mean(model.decode(z, y)).float()
+
+
+@torch.no_grad()
+def sample_images(model, n: int, labels: torch.Tensor | None = None) -> torch.Tensor:
+    """n draws z ~ p(z) decoded to images: Gaussian z, random one-hots (gumbel), uniform codes (vqvae,
+    before its prior stage). A conditional model needs `labels` (n,)."""
+    if is_conditional(model) and labels is None:
+        raise ValueError("a conditional model needs labels to sample; pass labels (n,)")
+    return decode_images(model, model.prior_dist().sample((n,)), labels)
+
+
+@torch.no_grad()
+def class_grid(model, z: torch.Tensor) -> torch.Tensor:
+    """One row per class: z (M, ...) decoded with each label in turn -> (K*M, C, H, W), row k = class k.
+
+    The same z in every row, so a column holds one 'style' across the classes."""
+    k, m = model.condition.num_classes, len(z)
+    y = torch.arange(k, device=z.device).repeat_interleave(m)  # (K*M,) 0,0,..,1,1,..
+    return decode_images(model, z.repeat(k, *([1] * (z.ndim - 1))), y)
+
+
+def sample_grids(model, z: torch.Tensor, y: torch.Tensor) -> dict[str, tuple[torch.Tensor, int]]:
+    """The trainer's prior pictures: tag -> (images, images per row). `z` fixed prior draws, `y` their labels."""
+    grids = {"samples/prior": (decode_images(model, z, y), 8)}
+    if is_conditional(model):
+        cols = min(len(z), 8)
+        grids["samples/per_class"] = (class_grid(model, z[:cols]), cols)
+    return grids
