@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from vae_cli.build import run_training
@@ -65,6 +66,8 @@ def test_vqvae_then_prior_stage_through_the_cli(tmp_path):
             "posterior.num_codes=16", f"hydra.run.dir={tmp_path / 'vq'}", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     ckpt = tmp_path / "vq" / "checkpoints" / "last.pt"
+    r = run("vae-sample", f"ckpt={ckpt}", "mode=prior", f"out={tmp_path / 's0'}", cwd=tmp_path)
+    assert r.returncode == 2 and "run `vae-prior" in r.stderr and "Traceback" not in r.stderr
     r = run("vae-prior", f"ckpt={ckpt}", "max_steps=6", "eval_every=3", "num_images=4", "network.channels=8",
             "network.num_layers=1", f"hydra.run.dir={tmp_path / 'prior'}", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
@@ -74,6 +77,10 @@ def test_vqvae_then_prior_stage_through_the_cli(tmp_path):
     acc = tb(tmp_path / "prior")
     assert [e.step for e in acc.Scalars("prior/val_bits_per_code")] == [3, 6]
     assert "samples/code_prior" in acc.Tags()["images"]
+    r = run("vae-sample", f"ckpt={ckpt}", "mode=prior", "mode.num=4", "mode.nrow=2", f"out={tmp_path / 's1'}",
+            cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert Image.open(tmp_path / "s1" / "prior.png").size == (2 * 30 + 2, 2 * 30 + 2)
 
 
 def test_prior_stage_errors(tmp_path):

@@ -103,3 +103,20 @@ def test_slerp_endpoints_and_norm():
     path = slerp(z0, z1, torch.linspace(0, 1, 5))  # (1, 5, 2)
     assert torch.allclose(path[0, 0], z0[0]) and torch.allclose(path[0, -1], z1[0], atol=1e-6)
     assert torch.allclose(path.norm(dim=-1), torch.full((1, 5), 2.0))
+
+
+@pytest.mark.parametrize("model", ["cvae", "gumbel"])
+def test_prior_mode_for_conditional_and_categorical_models(tmp_path, model):
+    run = tmp_path / "run"
+    run_training(make_cfg("trainer=debug", f"model={model}", "max_steps=4", "trainer.eval_every=4"), run)
+    ckpt = run / "checkpoints" / "last.pt"
+    paths = sample(ckpt, tmp_path / "a", "mode=prior", "mode.num=8", "mode.nrow=4")
+    assert Image.open(paths["prior"]).size == grid_shape(8, 4)[:0:-1]
+    if model == "cvae":  # one row per class (fake data: 10 classes), 4 styles across
+        assert Image.open(paths["prior_per_class"]).size == grid_shape(40, 4)[:0:-1]
+        paths = sample(ckpt, tmp_path / "b", "mode=prior", "mode.num=8", "mode.nrow=4", "mode.label=3")
+        assert set(paths) == {"prior"}
+    else:
+        assert "prior_per_class" not in paths
+        with pytest.raises(UserError, match="label=3"):
+            sample(ckpt, tmp_path / "b", "mode=prior", "mode.label=3")

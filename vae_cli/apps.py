@@ -162,7 +162,7 @@ def run_sample(cfg: DictConfig) -> dict[str, Path]:
     mode = build_sample_mode(cfg)
     ckpt, model, data, state, device = load(cfg, "vae-sample")
     x = prepare_fixed(model.likelihood.prepare, data.test.images.to(device), cfg.seed)
-    ctx = Context(model, x, data.test.labels.to(device), data.num_classes)
+    ctx = Context(model, x, data.test.labels.to(device), data.num_classes, str(ckpt))
     with torch.no_grad():
         grids = mode(ctx)
     out, tb = output_dir(cfg, ckpt, "samples")

@@ -6,7 +6,9 @@ import torch
 from torch.distributions import Independent, Normal
 from torchvision.utils import make_grid
 
+from vae_cli.code_prior import code_prior_images, load_code_prior
 from vae_cli.errors import UserError
+from vae_cli.pictures import class_grid, fixed_labels, is_conditional
 
 
 @dataclass
@@ -15,6 +17,7 @@ class Context:
     x: torch.Tensor  # prepared test images (N, C, H, W) on the device
     y: torch.Tensor  # test labels (N,)
     num_classes: int | None  # None or < 2: no labels to use
+    ckpt: str | None = None  # the checkpoint the model came from (a VQ-VAE's code prior lies beside it)
 
 
 def encode_point(model, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -36,12 +39,18 @@ def grid(images: torch.Tensor, nrow: int) -> torch.Tensor:
 
 
 class PriorSamples:
-    """z ~ p(z) with the noise scaled by `temperature`, decoded to the likelihood mean (and sampled pixels)."""
+    """z ~ p(z) with the noise scaled by `temperature`, decoded to the likelihood mean (and sampled pixels).
 
-    def __init__(self, num: int = 64, nrow: int = 8, temperature: float = 1.0, sample_pixels: bool = False):
+    Conditional models: `label` fixes the class of every sample; without it, also a grid with one row per
+    class. Categorical (gumbel) models decode random one-hots; a VQ-VAE decodes codes drawn from the
+    PixelCNN prior that `vae-prior` saved beside its checkpoint."""
+
+    def __init__(self, num: int = 64, nrow: int = 8, temperature: float = 1.0, sample_pixels: bool = False,
+                 label: int | None = None):
         if num < 1 or nrow < 1 or not temperature > 0:
             raise UserError(f"mode=prior: num={num} and nrow={nrow} must be >= 1, temperature={temperature} > 0")
         self.num, self.nrow, self.temperature, self.sample_pixels = num, nrow, temperature, sample_pixels
+        self.label = label
 
     def prior(self, model):
         p = model.prior_dist()
@@ -53,13 +62,26 @@ class PriorSamples:
         return Independent(Normal(p.base_dist.loc, self.temperature * p.base_dist.scale), 1)
 
     def __call__(self, ctx: Context) -> dict[str, torch.Tensor]:
+        if hasattr(ctx.model, "grid_shape"):  # VQ-VAE: codes come from the autoregressive prior of vae-prior
+            return {"prior": grid(code_prior_images(ctx.model, load_code_prior(ctx.ckpt, ctx.x.device), self.num),
+                                  self.nrow)}
         z = self.prior(ctx.model).sample((self.num,))  # (N, D)
-        y = torch.arange(self.num, device=z.device) % max(ctx.num_classes or 1, 1)  # for conditional decoders
+        y = self.labels(ctx, len(z), z.device)
         p_x = ctx.model.decode(z, y)
         out = {"prior": grid(ctx.model.likelihood.mean(p_x).clamp(0, 1), self.nrow)}
         if self.sample_pixels:
             out["prior_pixels"] = grid(p_x.sample().clamp(0, 1), self.nrow)
+        if is_conditional(ctx.model) and self.label is None:  # one row per class, the same z down each column
+            out["prior_per_class"] = grid(class_grid(ctx.model, z[: self.nrow]).clamp(0, 1), self.nrow)
         return out
+
+    def labels(self, ctx: Context, n: int, device) -> torch.Tensor:
+        """`label` for every sample, else 0, 1, ..., K-1, 0, ... (ignored by unconditional models)."""
+        k = max(ctx.num_classes or 1, 1)
+        if self.label is not None and not (is_conditional(ctx.model) and 0 <= self.label < k):
+            raise UserError(f"mode.label={self.label} needs a conditional model (model=cvae) and a class in "
+                            f"[0, {k - 1}]")
+        return torch.full((n,), self.label, device=device) if self.label is not None else fixed_labels(n, k, device)
 
 
 class Reconstruct:
