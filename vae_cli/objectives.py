@@ -22,6 +22,14 @@ def layer_terms(t) -> dict[str, torch.Tensor]:
     return {} if t.kl_per_layer is None else {"kl_per_layer": t.kl_per_layer.mean(0)}
 
 
+def elbo_parts(t):
+    """(distortion (B,), rate (B,), kl_per_dim (B, D) or None) from S samples: the closed-form KL when
+    it exists, else the Monte Carlo estimate mean_s [log q(z_s|x) - log p(z_s)]."""
+    kl_dims = t.kl_per_dim
+    rate = kl_dims.sum(-1) if kl_dims is not None else (t.log_qz - t.log_pz).mean(0)
+    return -t.log_px.mean(0), rate, kl_dims
+
+
 def bits_per_dim(nats: torch.Tensor, num_dims: int, discrete_offset: float) -> torch.Tensor:
     """Negative log-likelihood per example in nats -> bits per data dimension on the 8-bit scale."""
     return (nats / num_dims + discrete_offset) / math.log(2.0)
@@ -62,9 +70,7 @@ class Objective:
     def __call__(self, model, x: torch.Tensor, step: int, y: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """x (B, C, H, W) prepared data, y (B,) labels (used by conditional models) -> named terms."""
         t = self.latent_terms(model, x, y, step)
-        distortion = -t.log_px.mean(0)  # (B,)
-        kl_dims = t.kl_per_dim  # (B, D) or None: then the KL is a Monte Carlo estimate
-        rate = kl_dims.sum(-1) if kl_dims is not None else (t.log_qz - t.log_pz).mean(0)
+        distortion, rate, kl_dims = elbo_parts(t)
         loss = distortion + self.beta_at(step) * self._regularizer(rate, kl_dims)
         return self.terms(loss, distortion, rate, kl_dims, x, model.likelihood) | layer_terms(t)
 
@@ -115,7 +121,6 @@ class IWAE:
         loss = log_k - torch.logsumexp(tempered, dim=0)
         log_w = log_weights(t)  # (K, B)
         ess = 1.0 / torch.softmax(log_w, dim=0).pow(2).sum(0)  # (B,)
-        distortion, kl_dims = -t.log_px.mean(0), t.kl_per_dim
-        rate = kl_dims.sum(-1) if kl_dims is not None else (t.log_qz - t.log_pz).mean(0)
+        distortion, rate, kl_dims = elbo_parts(t)
         out = Objective.terms(loss, distortion, rate, kl_dims, x, model.likelihood) | layer_terms(t)
         return out | {"iwae_bound": torch.logsumexp(log_w, dim=0) - log_k, "ess": ess}
