@@ -3,7 +3,7 @@
     python benchmarks/throughput.py                 # CPU or CUDA, whichever `device=auto` picks
     python benchmarks/throughput.py --help
 
-(a) `vae-cli`: the real `vae-train` path (build.run_training with the composed config) for the same
+(a) `vae-cli`: the real `vae-train` path (apps.train.run_training with the composed config) for the same
 784-400-20 Bernoulli MLP VAE, batch 128, Adam 1e-3. Its seconds per epoch are the trainer's own
 train/examples_per_sec windows (one per epoch, read back from TensorBoard): they exclude the validation
 passes and checkpoint writes that run_training also does. (b) `baseline`: benchmarks/baseline.py.
@@ -26,9 +26,10 @@ from hydra import compose, initialize_config_module
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import baseline
-from vae_cli.build import build_model, resolve_device, run_training
+from vae_cli.build import build_model, resolve_device
+from vae_cli.apps.train import run_training
 from vae_cli.data import _install_bundled_mnist, data_root, prepare_fixed, torchvision_images
-from vae_cli.objectives import log_weights
+from vae_cli.objectives.elbo import log_weights
 
 MLP_784_400_20 = ["model.encoder.hidden_sizes=[400]", "model.decoder.hidden_sizes=[400]", "latent_dim=20",
                   "trainer.batch_size=128", "trainer.lr=1e-3"]

@@ -15,7 +15,9 @@ TINY = ["trainer=debug", "dataset.image_shape=[1,8,8]", "model.encoder.hidden_si
 
 def env() -> dict:
     # one thread: bitwise-reproducible CPU kernels from run to run, and no oversubscription of shared cores
-    return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "HYDRA_FULL_ERROR": "0"}
+    # PYTHONPATH: test-only targets (faults.NonFiniteAt) live in tests/, not in the package
+    path = os.pathsep.join(filter(None, [str(Path(__file__).parent), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "HYDRA_FULL_ERROR": "0", "PYTHONPATH": path}
 
 
 def start(*args: str) -> subprocess.Popen:

@@ -11,9 +11,9 @@ import torch
 from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
-from vae_cli import distributed
+from vae_cli.training import distributed
 from vae_cli.build import build_data, build_model, build_objective, set_run_length
-from vae_cli.trainer import Trainer
+from vae_cli.training.trainer import Trainer
 
 
 def main(out: Path, noise_seed: int, overrides: list[str]) -> None:

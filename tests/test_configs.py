@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from conftest import REPO, has_dataset, make_cfg
-from vae_cli.build import build_data, build_model, make, run_training, set_run_length
+from vae_cli.build import build_data, build_model, make, set_run_length
+from vae_cli.apps.train import run_training
 from vae_cli.errors import ConfigError, DataError
 
 CONFIGS = REPO / "configs"

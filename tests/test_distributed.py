@@ -10,9 +10,9 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from vae_cli.build import run_training
+from vae_cli.apps.train import run_training
 from vae_cli.data import IndexBatches
-from vae_cli.distributed import RankSlice
+from vae_cli.training.distributed import RankSlice
 from vae_cli.errors import ConfigError
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]

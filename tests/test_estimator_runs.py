@@ -7,7 +7,8 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import make_cfg
-from vae_cli.build import build_model, build_objective, run_training
+from vae_cli.build import build_model, build_objective
+from vae_cli.apps.train import run_training
 from vae_cli.errors import ConfigError
 
 NEW_OPTIONS = ["objective=iwae", "posterior=mixture", "posterior=planar", "posterior=iaf", "prior=mixture",

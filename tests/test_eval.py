@@ -12,7 +12,7 @@ from conftest import REPO
 from hydra import compose, initialize_config_module
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from vae_cli.apps import run_eval
+from vae_cli.apps.evaluate import run_eval
 from vae_cli.errors import UserError
 
 BIN = Path(sys.executable).parent

@@ -8,14 +8,15 @@ from conftest import make_cfg
 from torch.distributions import MultivariateNormal
 
 from vae_cli.build import build_model
-from vae_cli.evaluate import collapse_report, iw_log_likelihood, mutual_information
+from vae_cli.evaluation.collapse import collapse_report, mutual_information
+from vae_cli.evaluation.iw_nll import iw_log_likelihood
 from vae_cli.models.decoders import MLPDecoder
 from vae_cli.models.likelihoods import GaussianLikelihood
 from vae_cli.models.posteriors import DiagonalGaussian
 from vae_cli.models.priors import StandardNormal
 from vae_cli.models.vae import VAE
-from vae_cli.objectives import Objective, log_weights
-from vae_cli.quality import frechet_distance, label_entropies
+from vae_cli.objectives.elbo import Objective, log_weights
+from vae_cli.evaluation.quality import frechet_distance, label_entropies
 
 SHAPE, D, SIGMA = (1, 4, 4), 3, 0.5  # 16 pixels, 3 latents, fixed pixel noise
 

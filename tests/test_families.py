@@ -9,8 +9,8 @@ import torch
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from vae_cli.build import run_training
-from vae_cli.code_prior import load_code_prior, load_vqvae
+from vae_cli.apps.train import run_training
+from vae_cli.apps.prior import load_code_prior, load_vqvae
 from vae_cli.errors import UserError
 
 BIN = Path(sys.executable).parent
@@ -86,7 +86,7 @@ def test_vqvae_then_prior_stage_through_the_cli(tmp_path):
 def test_prior_stage_errors(tmp_path):
     from hydra import compose, initialize_config_module
 
-    from vae_cli.code_prior import fit_code_prior
+    from vae_cli.apps.prior import fit_code_prior
     from vae_cli.errors import ConfigError
 
     with initialize_config_module("vae_cli.configs", version_base="1.3"):

@@ -5,8 +5,9 @@ import torch
 import torch.nn as nn
 from omegaconf import OmegaConf
 
-from vae_cli.build import build_data, build_model, run_training
-from vae_cli.checkpoint import load_checkpoint
+from vae_cli.build import build_data, build_model
+from vae_cli.apps.train import run_training
+from vae_cli.training.checkpoint import load_checkpoint
 from vae_cli.pictures import sample_images
 from test_families import tb, val_losses
 

@@ -5,7 +5,8 @@ import torch
 
 from conftest import make_cfg
 from vae_cli.build import build_model, build_objective
-from vae_cli.objectives import IWAE, Objective, log_weights
+from vae_cli.objectives.elbo import Objective, log_weights
+from vae_cli.objectives.iwae import IWAE
 
 
 def tiny_model(*overrides):

@@ -11,7 +11,7 @@ from vae_cli.models.likelihoods import BernoulliLikelihood, GaussianLikelihood
 from vae_cli.models.posteriors import DiagonalGaussian
 from vae_cli.models.priors import StandardNormal
 from vae_cli.models.vae import VAE, kl_per_dim
-from vae_cli.objectives import Objective, bits_per_dim, free_bits_rate
+from vae_cli.objectives.elbo import Objective, bits_per_dim, free_bits_rate
 from vae_cli.schedules import Constant, Cyclical, LinearWarmup
 
 

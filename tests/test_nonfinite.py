@@ -1,15 +1,15 @@
-"""trainer.nonfinite=raise|skip with NaNs forced by the test-only objective vae_cli.testing.NonFiniteAt."""
+"""trainer.nonfinite=raise|skip with NaNs forced by the test-only objective faults.NonFiniteAt."""
 import math
 
 import pytest
 import torch
 from clitools import TINY, load, one_error_line, run, scalars
 
-from vae_cli.build import run_training
+from vae_cli.apps.train import run_training
 from vae_cli.errors import NonFiniteError
-from vae_cli.nonfinite import NonFiniteGuard
+from vae_cli.training.nonfinite import NonFiniteGuard
 
-NAN = ["objective._target_=vae_cli.testing.NonFiniteAt", "trainer.log_every=5"]
+NAN = ["objective._target_=faults.NonFiniteAt", "trainer.log_every=5"]
 
 
 def adam_after(grads: list[torch.Tensor | None]) -> tuple[torch.nn.Linear, torch.optim.Adam]:

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from clitools import TINY, assert_same_tensors, load, run, scalars, start, wait_for
 
-from vae_cli.resume import find_checkpoint
+from vae_cli.training.resume import find_checkpoint
 
 STEPS = 300
 ARGS = [*TINY, f"max_steps={STEPS}", "trainer.eval_every=50", "trainer.log_every=10"]
@@ -85,7 +85,7 @@ def test_sweep_rerun_with_resume_true_resumes_each_job_dir_past_a_truncated_chec
 
 
 def test_signal_handlers_set_a_flag_escalate_on_a_second_signal_and_are_restored():
-    from vae_cli.signals import stop_on_signals
+    from vae_cli.training.signals import stop_on_signals
 
     before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
     with pytest.raises(KeyboardInterrupt, match="second SIGINT"):

@@ -6,12 +6,13 @@ from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import make_cfg
-from vae_cli.apps import run_sample
-from vae_cli.build import build_model, run_training
+from vae_cli.apps.sample import run_sample
+from vae_cli.build import build_model
+from vae_cli.apps.train import run_training
 from vae_cli.data import fake_images
 from vae_cli.errors import UserError
-from vae_cli.latent_views import Arithmetic, LatentMap
-from vae_cli.sampling import Context, slerp
+from vae_cli.apps.latent_modes import Arithmetic, LatentMap
+from vae_cli.apps.sample_modes import Context, slerp
 
 
 def grid_shape(n: int, nrow: int, h: int = 28, w: int = 28) -> tuple[int, int, int]:

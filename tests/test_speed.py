@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from vae_cli.build import build_data, build_model, build_objective, set_run_length
-from vae_cli.trainer import Trainer
+from vae_cli.training.trainer import Trainer
 
 
 def fit_debug(cfg_factory, tmp_path, *overrides):

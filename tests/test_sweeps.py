@@ -9,7 +9,7 @@ import pytest
 import torch
 from hydra import compose, initialize_config_module
 
-from vae_cli import sweeps
+from vae_cli.training import sweeps
 
 
 def plugin(name: str):

@@ -6,9 +6,10 @@ import torch
 
 from conftest import make_cfg
 from vae_cli.build import build_data, build_model, build_objective, make, set_run_length
-from vae_cli.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from vae_cli.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from vae_cli.errors import NonFiniteError, UserError
-from vae_cli.metrics import Meter, active_units
+from vae_cli.evaluation.collapse import active_units
+from vae_cli.training.meter import Meter
 
 
 def parts(*overrides):
@@ -85,7 +86,7 @@ def test_meter_names_the_first_non_finite_step_and_term():
 def test_nan_in_training_stops_the_run_with_the_step(tmp_path):
     cfg = make_cfg("trainer=debug", "trainer.lr=1e30", "max_steps=20", "trainer.log_every=1")
     with pytest.raises(NonFiniteError, match=r"non-finite value at step \d+"):
-        from vae_cli.build import run_training
+        from vae_cli.apps.train import run_training
         run_training(cfg, tmp_path)
 
 

@@ -8,8 +8,8 @@ from hydra import compose, initialize_config_module
 import torch
 from clitools import TINY, one_error_line, start
 
-from vae_cli.build import run_training
-from vae_cli.checkpoint import save_checkpoint
+from vae_cli.apps.train import run_training
+from vae_cli.training.checkpoint import save_checkpoint
 from vae_cli.errors import ConfigError, UserError
 from vae_cli.validate import as_user_error, check_writable, validate_config
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from vae_cli.build import build_data, build_model, build_objective
-from vae_cli.discrete_objectives import code_statistics
+from vae_cli.objectives.discrete import code_statistics
 from vae_cli.errors import ConfigError
 from vae_cli.models.pixelcnn import MaskedConv2d, PixelCNNPrior
 from vae_cli.models.vq import VectorQuantizer

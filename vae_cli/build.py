@@ -11,13 +11,10 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from vae_cli import distributed
-from vae_cli.checkpoint import check_version, load_checkpoint, seed_everything
+from vae_cli.training.checkpoint import check_version, load_checkpoint
 from vae_cli.data import ImageData
 from vae_cli.errors import ConfigError, UserError
-from vae_cli.resume import check_resumable, find_checkpoint, wants_resume
-from vae_cli.validate import check_writable, validate_config, validate_data
-from vae_cli.pictures import summary
+from vae_cli.validate import validate_config
 
 log = logging.getLogger("vae_cli")
 
@@ -149,43 +146,3 @@ def check_objective(model, objective, choices: dict) -> None:
         raise ConfigError(f"objective={choices.get('objective', type(objective).__name__)} does not apply to "
                           f"{type(model).__name__} (model={choices.get('model', '?')}); leave objective to the "
                           f"model preset (model=vqvae picks objective=vq, model=gumbel objective=gumbel)")
-
-
-def hparams(cfg: DictConfig, choices: dict) -> dict:
-    """What the HParams tab compares across a sweep: the group choices plus the knobs people sweep."""
-    picked = {k: v for k, v in choices.items() if not k.startswith("hydra") and v is not None}
-    knobs = {"beta": cfg.objective.get("beta"), "latent_dim": cfg.latent_dim, "seed": cfg.seed,
-             "free_bits": cfg.objective.get("free_bits", 0.0), "lr": cfg.trainer.lr,
-             "batch_size": cfg.trainer.batch_size, "max_steps": cfg.max_steps}
-    return {**picked, **knobs}
-
-
-def run_training(cfg: DictConfig, run_dir: str | Path, choices: dict | None = None, stop=None) -> dict:
-    """Build everything from `cfg`, train, and return the final validation metrics.
-
-    Every check runs before the first step; `stop` (signals.StopFlag) asks the trainer to save and stop."""
-    choices = choices or {}
-    check_config(cfg)
-    device = distributed.rank_device(resolve_device(cfg.device))
-    resume = find_checkpoint(Path(run_dir), cfg.resume) if wants_resume(cfg.get("resume")) else None
-    check_writable(Path(run_dir) / "checkpoints")
-    seed_everything(cfg.seed)
-    data = build_data(cfg)
-    validate_data(cfg, len(data.train))
-    set_run_length(cfg, len(data.train))
-    set_num_classes(cfg, data.num_classes)
-    model = build_model(cfg, data.image_shape)
-    check_compatible(model, data, choices)
-    objective, trainer = build_objective(cfg), make(cfg.trainer)
-    check_objective(model, objective, choices)
-    n_params = sum(p.numel() for p in model.parameters())
-    log.info(f"{data.name}: {len(data.train)} train / {len(data.val)} val images of shape {data.image_shape}; "
-             f"model {n_params:,} parameters; {cfg.max_steps} steps on {device}")
-    config = OmegaConf.to_container(cfg, resolve=True)
-    if resume:
-        check_resumable(*resume, config)
-        log.info(f"resuming from {resume[1]}")
-    val = trainer.fit(model, objective, data, device, Path(run_dir), config, OmegaConf.to_yaml(cfg, resolve=True),
-                      hparams(cfg, choices), resume=resume and resume[0], stop=stop)
-    log.info(f"done: val {summary(val)} after {cfg.max_steps} steps; run dir {Path(run_dir).resolve()}")
-    return val

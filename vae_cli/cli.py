@@ -19,9 +19,10 @@ def _fail(e: Exception) -> None:
 
 
 def _train(cfg: DictConfig) -> float:
-    from vae_cli import distributed, sweeps
-    from vae_cli.build import resolve_device, run_training
-    from vae_cli.signals import StopRequested, stop_on_signals
+    from vae_cli.training import distributed, sweeps
+    from vae_cli.build import resolve_device
+    from vae_cli.apps.train import run_training
+    from vae_cli.training.signals import StopRequested, stop_on_signals
     from vae_cli.pictures import val_score
     from vae_cli.validate import as_user_error
 
@@ -42,9 +43,9 @@ def _train(cfg: DictConfig) -> float:
 
 def train_main() -> None:
     """`vae-train`: train a VAE; every config group and key can be overridden on the command line."""
-    from vae_cli.distributed import worker_overrides
-    from vae_cli.resume import resume_argv
-    from vae_cli.sweeps import register_resolvers
+    from vae_cli.training.distributed import worker_overrides
+    from vae_cli.training.resume import resume_argv
+    from vae_cli.training.sweeps import register_resolvers
 
     try:
         sys.argv = resume_argv(sys.argv)  # resume=RUN_DIR: that run's overrides and dir
@@ -64,13 +65,13 @@ def _run_app(name: str, fn, cfg: DictConfig):
 
 
 def _eval(cfg: DictConfig) -> None:
-    from vae_cli.apps import run_eval
+    from vae_cli.apps.evaluate import run_eval
 
     _run_app("vae-eval", run_eval, cfg)
 
 
 def _sample(cfg: DictConfig) -> None:
-    from vae_cli.apps import run_sample
+    from vae_cli.apps.sample import run_sample
 
     _run_app("vae-sample", run_sample, cfg)
 
@@ -86,7 +87,7 @@ def sample_main() -> None:
 
 
 def _prior(cfg: DictConfig) -> float:
-    from vae_cli.code_prior import fit_code_prior
+    from vae_cli.apps.prior import fit_code_prior
 
     try:
         result = fit_code_prior(cfg, HydraConfig.get().runtime.output_dir)

@@ -5,7 +5,7 @@ import torch
 from torchvision.transforms.functional import pil_to_tensor
 
 from vae_cli.errors import UserError
-from vae_cli.sampling import Context, decode_mean, encode_point, grid
+from vae_cli.apps.sample_modes import Context, decode_mean, encode_point, grid
 
 
 def class_indices(ctx: Context, label: int, who: str) -> torch.Tensor:

@@ -9,16 +9,16 @@ from pathlib import Path
 import torch
 from torchvision.utils import make_grid
 
-from vae_cli import distributed, speed
-from vae_cli.checkpoint import rng_state, save_checkpoint, set_rng_state
+from vae_cli.training import distributed, speed
+from vae_cli.training.checkpoint import rng_state, save_checkpoint, set_rng_state
 from vae_cli.data import ImageData, IndexBatches, prepare_fixed
 from vae_cli.errors import ConfigError
-from vae_cli.metrics import Meter, evaluate_split
-from vae_cli.nonfinite import NonFiniteGuard
+from vae_cli.training.meter import Meter, evaluate_split
+from vae_cli.training.nonfinite import NonFiniteGuard
 from vae_cli.pictures import fixed_labels, sample_grids, summary, val_score
-from vae_cli.resume import prune, step_path
-from vae_cli.signals import StopRequested
-from vae_cli.tblog import RunLogger
+from vae_cli.training.resume import prune, step_path
+from vae_cli.training.signals import StopRequested
+from vae_cli.training.tblog import RunLogger
 
 log = logging.getLogger("vae_cli")
 

@@ -1,8 +1,8 @@
 """Metrics accumulated on the device and read back rarely; validation over a whole split."""
 import torch
-from torch.distributions import Distribution
 
 from vae_cli.errors import NonFiniteError
+from vae_cli.evaluation.collapse import active_units, posterior_mean
 
 SCALARS = ("loss", "elbo", "distortion", "rate", "bits_per_dim")
 VECTORS = ("kl_per_dim", "kl_per_layer")  # batch means over latent dims / stochastic layers
@@ -107,17 +107,3 @@ def evaluate_split(model, objective, x: torch.Tensor, y: torch.Tensor, step: int
     out["active_units"] = active_units(torch.cat(means)) if means[0] is not None else float("nan")
     return out
 
-
-def posterior_mean(model, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor | None:
-    q = model.encode(x, y)
-    if not isinstance(q, Distribution):  # a deterministic code (VQ-VAE): active units do not apply
-        return None
-    try:
-        return q.mean.flatten(1)  # (B, D); categorical latents (B, N, C) count each (latent, class) pair
-    except NotImplementedError:  # a posterior without a closed-form mean: active units do not apply
-        return None
-
-
-def active_units(means: torch.Tensor, threshold: float = 0.01) -> int:
-    """means (N, D): posterior means over a split -> number of dims whose variance across x exceeds threshold."""
-    return int((means.float().var(dim=0) > threshold).sum())

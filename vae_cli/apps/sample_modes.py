@@ -6,7 +6,7 @@ import torch
 from torch.distributions import Independent, Normal
 from torchvision.utils import make_grid
 
-from vae_cli.code_prior import code_prior_images, load_code_prior
+from vae_cli.apps.prior import code_prior_images, load_code_prior
 from vae_cli.errors import UserError
 from vae_cli.pictures import class_grid, fixed_labels, is_conditional
 

@@ -1,5 +1,5 @@
-"""The pure functions behind `vae-eval` and `vae-sample`: checkpoint in, metrics.json / CSV / PNGs and
-TensorBoard entries out. Everything is rebuilt from the checkpoint's stored config."""
+"""vae-eval: checkpoint in; metrics.json, a per-example CSV and TensorBoard entries out. Everything is
+rebuilt from the checkpoint's stored config."""
 import csv
 import json
 import logging
@@ -9,41 +9,16 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 from torch.utils.tensorboard import SummaryWriter
-from torchvision.utils import save_image
 
-from vae_cli.build import build_sample_mode, load_model_from_checkpoint, resolve_device
+from vae_cli.apps.common import load, output_dir
 from vae_cli.data import prepare_fixed
-from vae_cli.errors import ConfigError, UserError
-from vae_cli.evaluate import collapse_report, score_split, summary
-from vae_cli.quality import sample_quality
-from vae_cli.sampling import Context
+from vae_cli.errors import ConfigError
+from vae_cli.evaluation.collapse import collapse_report
+from vae_cli.evaluation.iw_nll import score_split, summary
+from vae_cli.evaluation.quality import sample_quality
 
 log = logging.getLogger("vae_cli")
 SPLITS = ("test", "val")
-
-
-def checkpoint_path(cfg: DictConfig, app: str) -> Path:
-    if not cfg.get("ckpt"):
-        raise UserError(f"ckpt=... is required, e.g. {app} ckpt=outputs/<date>/<time>/checkpoints/best.pt")
-    return Path(str(cfg.ckpt)).expanduser()
-
-
-def output_dir(cfg: DictConfig, ckpt: Path, default_name: str) -> tuple[Path, Path]:
-    """(where files go, the TensorBoard dir): the checkpoint's run dir, or `out=` when given."""
-    run_dir = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
-    if cfg.get("out"):
-        out = Path(str(cfg.out)).expanduser()
-        return out, out / "tb"
-    return run_dir / default_name, run_dir / "tb"
-
-
-def load(cfg: DictConfig, app: str):
-    """-> checkpoint path, model (eval mode), data, checkpoint dict, device."""
-    ckpt = checkpoint_path(cfg, app)
-    device = resolve_device(cfg.device)
-    model, data, _, state = load_model_from_checkpoint(ckpt, device, cfg.get("data_dir"))
-    torch.manual_seed(cfg.seed)
-    return ckpt, model, data, state, device
 
 
 def check_eval_config(cfg: DictConfig) -> None:
@@ -156,22 +131,3 @@ def eval_table(r: dict) -> str:
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 
-
-def run_sample(cfg: DictConfig) -> dict[str, Path]:
-    """Draw the pictures of `cfg.mode` from a checkpoint; returns the PNG paths by name."""
-    mode = build_sample_mode(cfg)
-    ckpt, model, data, state, device = load(cfg, "vae-sample")
-    x = prepare_fixed(model.likelihood.prepare, data.test.images.to(device), cfg.seed)
-    ctx = Context(model, x, data.test.labels.to(device), data.num_classes, str(ckpt))
-    with torch.no_grad():
-        grids = mode(ctx)
-    out, tb = output_dir(cfg, ckpt, "samples")
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {}
-    with SummaryWriter(str(tb)) as writer:
-        for name, image in grids.items():
-            paths[name] = out / f"{name}.png"
-            save_image(image, paths[name])
-            writer.add_image(f"vae-sample/{name}", image.clamp(0, 1), int(state["step"]))
-            log.info(f"{name}: {tuple(image.shape)} -> {paths[name]}")
-    return paths

@@ -4,7 +4,7 @@ from typing import Callable
 import torch
 
 from vae_cli.errors import ConfigError
-from vae_cli.objectives import Objective
+from vae_cli.objectives.elbo import Objective
 
 
 class GumbelObjective(Objective):

@@ -11,7 +11,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from vae_cli import __version__
-from vae_cli.checkpoint import load_checkpoint
+from vae_cli.training.checkpoint import load_checkpoint
 from vae_cli.errors import ConfigError, UserError
 
 log = logging.getLogger("vae_cli")

@@ -9,12 +9,12 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from torchvision.utils import make_grid, save_image
 
 from vae_cli.build import build_code_prior, build_data, build_model, resolve_device
-from vae_cli.checkpoint import load_checkpoint, save_checkpoint
+from vae_cli.training.checkpoint import load_checkpoint, save_checkpoint
 from vae_cli.data import prepare_fixed
 from vae_cli.errors import ConfigError, UserError
 from vae_cli.models.vq import VQVAE
 from vae_cli.pictures import decode_images
-from vae_cli.tblog import RunLogger
+from vae_cli.training.tblog import RunLogger
 
 log = logging.getLogger("vae_cli")
 PRIOR_FILE = "prior.pt"  # written beside the VQ-VAE checkpoint

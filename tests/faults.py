@@ -1,7 +1,7 @@
 """Test-only fault injection. Not a config option: tests select it with objective._target_=... overrides."""
 import torch
 
-from vae_cli.objectives import Objective
+from vae_cli.objectives.elbo import Objective
 
 
 class NonFiniteAt(Objective):
