@@ -8,12 +8,13 @@ from pathlib import Path
 
 import torch
 from hydra.errors import InstantiationException
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from vae_cli.training.checkpoint import check_version, load_checkpoint
 from vae_cli.data import ImageData
 from vae_cli.errors import ConfigError, UserError
+from vae_cli.models.base import check_objective_kind, check_parts
 from vae_cli.validate import validate_config
 
 log = logging.getLogger("vae_cli")
@@ -89,14 +90,30 @@ def build_model(cfg: DictConfig, image_shape: tuple[int, int, int]) -> torch.nn.
     extra = condition.out_features if condition is not None else 0  # E
     encoder = make(cfg.model.encoder, image_shape=image_shape)
     posterior = make(cfg.posterior, in_features=encoder.out_features + extra)
-    latent_dim = cfg.model.decoder.get("latent_dim") or getattr(posterior, "out_features", cfg.latent_dim)
+    latent_dim = cfg.model.decoder.get("latent_dim") or posterior.out_features
     decoder = make(cfg.model.decoder, image_shape=image_shape, latent_dim=latent_dim + extra,
                    out_channels=likelihood.num_params * image_shape[0])
-    in_data_space = {"image_shape": image_shape} if "image_shape" in cfg.prior else {}  # VampPrior's pseudo-inputs
-    prior = make(cfg.prior, **in_data_space)
+    fills = {"image_shape": image_shape, "grid_shape": getattr(encoder, "grid_shape", None)}
+    prior = make(cfg.prior, **{name: fills[name] for name in target(cfg.prior).fill})  # e.g. VampPrior's image shape
     parts = {"condition": condition} if condition is not None else {}
     return make(cfg.model, encoder=encoder, decoder=decoder, posterior=posterior, likelihood=likelihood,
                 prior=prior, **parts)
+
+
+def target(node: DictConfig) -> type:
+    """The class a config node names, without building it (its declared kinds are class attributes)."""
+    try:
+        return get_class(node._target_)
+    except Exception as e:  # Hydra raises ImportError or ValueError for an unknown _target_
+        raise ConfigError(f"{node._get_full_key(None)}._target_={node._target_!r} is not a class ({e})") from None
+
+
+def check_kinds(cfg: DictConfig, choices: dict | None = None) -> None:
+    """Group options that cannot combine, refused from the classes' declared kinds before any data loads."""
+    names = {k: v for k, v in (choices or {}).items() if k in ("model", "posterior", "prior", "objective")}
+    family = target(cfg.model)
+    check_parts(family, target(cfg.posterior), target(cfg.prior), names)
+    check_objective_kind(family, target(cfg.objective), names)
 
 
 def build_code_prior(cfg: DictConfig, num_codes: int) -> torch.nn.Module:
@@ -104,11 +121,18 @@ def build_code_prior(cfg: DictConfig, num_codes: int) -> torch.nn.Module:
     return make(cfg.network, num_codes=num_codes)
 
 
-def load_model_from_checkpoint(path: str | Path, device: torch.device, data_dir: str | None = None):
-    """Rebuild data and model from a checkpoint's stored config alone -> (model in eval mode, data, cfg, state)."""
+def load_model_from_checkpoint(path: str | Path, device: torch.device, data_dir: str | None = None, check=None):
+    """THE checkpoint loader of every tool: one version policy; rebuild data and model from the stored config
+    alone -> (model in eval mode, data, cfg, state). `check(family_class)` runs before any data loads."""
     state = load_checkpoint(path)
     check_version(state, path)
+    if "dataset" not in state["config"] and "network" in state["config"]:
+        raise UserError(f"{path} is a VQ-VAE's code prior (written by vae-prior), not a model checkpoint: pass the "
+                        f"VQ-VAE checkpoint beside it, e.g. ckpt={Path(path).parent / 'best.pt'} (its code prior "
+                        f"is found from there)")
     cfg = OmegaConf.create(state["config"])
+    if check is not None:
+        check(target(cfg.model))
     if data_dir is not None and "root" in cfg.dataset:
         cfg.data_dir = cfg.dataset.root = data_dir
     data = build_data(cfg)
@@ -134,15 +158,9 @@ def check_compatible(model, data: ImageData, choices: dict) -> None:
     if model.likelihood.binary and not data.binarizable:
         raise ConfigError(f"likelihood={choices.get('likelihood', 'bernoulli')} needs binarizable greyscale "
                           f"images, but dataset={data.name} holds 8-bit colour images: use likelihood=gaussian")
-    if getattr(model.prior, "needs_posterior_density", False) and not getattr(model.posterior, "density_anywhere", True):
-        raise ConfigError(f"prior={choices.get('prior')} evaluates q(z|x) at arbitrary z, which "
-                          f"posterior={choices.get('posterior')} (a flow) cannot: use posterior=gaussian or mixture")
+    check_parts(type(model), type(model.posterior), type(model.prior), choices)
 
 
 def check_objective(model, objective, choices: dict) -> None:
-    """An objective calls one model method (`requires`); say which pairing is wrong instead of an AttributeError."""
-    needed = getattr(objective, "requires", None)
-    if needed and not hasattr(model, needed):
-        raise ConfigError(f"objective={choices.get('objective', type(objective).__name__)} does not apply to "
-                          f"{type(model).__name__} (model={choices.get('model', '?')}); leave objective to the "
-                          f"model preset (model=vqvae picks objective=vq, model=gumbel objective=gumbel)")
+    """An objective declares the model method it calls and the latent kinds it fits (see models/base.py)."""
+    check_objective_kind(type(model), type(objective), choices)

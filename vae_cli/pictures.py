@@ -1,7 +1,7 @@
 """Model-side pictures and one-line summaries shared by the trainer, vae-prior and vae-sample.
 
-Every model family offers `decode(z, y)` and `prior_dist()`; a conditional VAE also has `condition`
-(labels -> embedding). These functions turn that into image batches in [0, 1], shape (N, C, H, W).
+Every model family (models/base.Family) offers `generate(z, y)` and `prior_dist()`; a conditional one also
+`condition` (labels -> embedding). These functions turn that into image batches in [0, 1], shape (N, C, H, W).
 """
 import torch
 
@@ -24,23 +24,20 @@ def fixed_labels(n: int, num_classes: int, device) -> torch.Tensor:
     return torch.arange(n, device=device) % num_classes
 
 
-def is_conditional(model) -> bool:
-    return getattr(model, "condition", None) is not None
-
-
 @torch.no_grad()
 def decode_images(model, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-    """Latents (N, ...) (and labels (N,)) -> the mean of p(x|z, y), (N, C, H, W) in [0, 1]."""
-    return model.likelihood.mean(model.decode(z, y)).float()
+    """Prior draws (N, ...) (and labels (N,)) -> the mean of p(x|z, y), (N, C, H, W) in [0, 1]; hierarchies
+    sample their lower layers ancestrally."""
+    return model.likelihood.mean(model.generate(z, y)).float()
 
 
 @torch.no_grad()
 def sample_images(model, n: int, labels: torch.Tensor | None = None) -> torch.Tensor:
     """n draws z ~ p(z) decoded to images: Gaussian z, random one-hots (gumbel), uniform codes (vqvae,
     before its prior stage). A conditional model needs `labels` (n,)."""
-    if is_conditional(model) and labels is None:
+    if model.conditional and labels is None:
         raise ValueError("a conditional model needs labels to sample; pass labels (n,)")
-    return decode_images(model, model.prior_dist().sample((n,)), labels)
+    return decode_images(model, model.sample_latents(n), labels)
 
 
 @torch.no_grad()
@@ -56,7 +53,7 @@ def class_grid(model, z: torch.Tensor) -> torch.Tensor:
 def sample_grids(model, z: torch.Tensor, y: torch.Tensor) -> dict[str, tuple[torch.Tensor, int]]:
     """The trainer's prior pictures: tag -> (images, images per row). `z` fixed prior draws, `y` their labels."""
     grids = {"samples/prior": (decode_images(model, z, y), 8)}
-    if is_conditional(model):
+    if model.conditional:
         cols = min(len(z), 8)
         grids["samples/per_class"] = (class_grid(model, z[:cols]), cols)
     return grids

@@ -23,10 +23,11 @@ def output_dir(cfg: DictConfig, ckpt: Path, default_name: str) -> tuple[Path, Pa
     return run_dir / default_name, run_dir / "tb"
 
 
-def load(cfg: DictConfig, app: str):
-    """-> checkpoint path, model (eval mode), data, checkpoint dict, device."""
+def load(cfg: DictConfig, app: str, check=None):
+    """-> checkpoint path, model (eval mode), data, checkpoint dict, device. `check(family_class)` refuses an
+    unsupported latent kind before any data loads."""
     ckpt = checkpoint_path(cfg, app)
     device = resolve_device(cfg.device)
-    model, data, _, state = load_model_from_checkpoint(ckpt, device, cfg.get("data_dir"))
+    model, data, _, state = load_model_from_checkpoint(ckpt, device, cfg.get("data_dir"), check)
     torch.manual_seed(cfg.seed)
     return ckpt, model, data, state, device

@@ -11,10 +11,12 @@ from omegaconf import DictConfig
 from torch.utils.tensorboard import SummaryWriter
 
 from vae_cli.apps.common import load, output_dir
+from vae_cli.apps.prior import code_prior_path, load_code_prior
 from vae_cli.data import prepare_fixed
 from vae_cli.errors import ConfigError
 from vae_cli.evaluation.collapse import collapse_report
-from vae_cli.evaluation.iw_nll import score_split, summary
+from vae_cli.evaluation.codes import code_metrics
+from vae_cli.evaluation.iw_nll import score_split, split_metrics
 from vae_cli.evaluation.quality import sample_quality
 
 log = logging.getLogger("vae_cli")
@@ -40,6 +42,12 @@ def run_eval(cfg: DictConfig) -> dict:
     x = prepare_fixed(model.likelihood.prepare, split.images[: cfg.num_examples].to(device), cfg.seed)
     y = split.labels[: cfg.num_examples].to(device)
     log.info(f"{ckpt} (step {state['step']}): {cfg.split} split of {data.name}, {len(x)} examples, k={cfg.k}")
+    head = {"checkpoint": str(ckpt), "step": int(state["step"]), "version": state.get("version"),
+            "family": type(model).__name__, "latent_kind": model.latent_kind.value, "dataset": data.name,
+            "split": cfg.split, "num_examples": len(x), "seed": cfg.seed, "data_noise": noise_name(model.likelihood),
+            "likelihood": type(model.likelihood).__name__, "device": str(device)}
+    if not model.has_density:
+        return run_code_eval(cfg, ckpt, model, x, y, head, start)
     timing = {}
     tick = time.perf_counter()
     scores, kl = score_split(model, x, y, cfg.k, cfg.batch_size, cfg.k_chunk, cfg.progress)
@@ -48,15 +56,59 @@ def run_eval(cfg: DictConfig) -> dict:
     timing["collapse_s"], tick = time.perf_counter() - tick, time.perf_counter()
     quality = sample_quality(model, data, device, cfg.get("data_dir"), cfg.quality_samples) if cfg.quality else None
     timing["quality_s"] = time.perf_counter() - tick
-    record = {"checkpoint": str(ckpt), "step": int(state["step"]), "version": state.get("version"),
-              "dataset": data.name, "split": cfg.split, "num_examples": len(x), "k": cfg.k, "k_chunk": cfg.k_chunk,
-              "batch_size": cfg.batch_size, "seed": cfg.seed, "data_noise": noise_name(model.likelihood),
-              "likelihood": type(model.likelihood).__name__, "device": str(device),
-              **summary(scores, x[0].numel(), model.likelihood.discrete_offset),
+    record = {**head, "k": cfg.k, "k_chunk": cfg.k_chunk, "batch_size": cfg.batch_size,
+              **split_metrics(scores, x[0].numel(), model.likelihood.discrete_offset),
               "collapse": collapse, "sample_quality": quality, "wall_time_s": {}}
     record["wall_time_s"] = {**timing, "total_s": time.perf_counter() - start}
     write_eval(cfg, ckpt, record, scores, y)
     return record
+
+
+def run_code_eval(cfg: DictConfig, ckpt: Path, model, x: torch.Tensor, y: torch.Tensor, head: dict,
+                  start: float) -> dict:
+    """A family without a density (VQ-VAE): distortion, perplexity, codes used; with prior.pt beside the
+    checkpoint, the code prior's bits/code and the NLL bound. No ELBO, IW-NLL or collapse report."""
+    net = load_code_prior(ckpt, x.device) if code_prior_path(ckpt).is_file() else None
+    metrics, distortion = code_metrics(model, x, cfg.batch_size, net)
+    record = {**head, "batch_size": cfg.batch_size, **metrics,
+              "code_prior": str(code_prior_path(ckpt)) if net is not None else None,
+              "wall_time_s": {"total_s": time.perf_counter() - start}}
+    out, tb = output_dir(cfg, ckpt, f"eval-{ckpt.stem}")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(record, indent=2) + "\n")
+    if cfg.score:
+        write_columns(out / f"scores-{cfg.split}.csv", {"label": y.tolist(), "distortion": distortion.tolist()})
+    table = code_table(record)
+    with SummaryWriter(str(tb)) as writer:
+        for k in ("distortion", "perplexity", "codes_used", "bits_per_code", "nll_bound", "bits_per_dim"):
+            if record[k] is not None:
+                writer.add_scalar(f"{cfg.split}/{k}", record[k], record["step"])
+        writer.add_text(f"{cfg.split}/metrics", "```\n" + table + "\n```", record["step"])
+    print(table)
+    log.info(f"wrote {out / 'metrics.json'}")
+    return record
+
+
+def code_table(r: dict) -> str:
+    prior = ("none beside the checkpoint: run vae-prior ckpt=... for bits/code" if r["bits_per_code"] is None else
+             f"{r['bits_per_code']:.4f} bits/code (uniform: {r['uniform_bits_per_code']:.4f})")
+    rows = [(f"{r['split']} examples", f"{r['num_examples']}  ({r['dataset']}, step {r['step']}, seed {r['seed']})"),
+            ("distortion", f"{r['distortion']:.3f} nats  (-log p(x | z_q))"),
+            ("codes used", f"{r['codes_used']} of {r['num_codes']}  (perplexity {r['perplexity']:.2f})"),
+            ("code prior", prior)]
+    if r["nll_bound"] is not None:
+        rows.append(("NLL bound", f"{r['nll_bound']:.3f} nats  ({r['bits_per_dim']:.4f} bits/dim)"))
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def write_columns(path: Path, columns: dict[str, list]) -> None:
+    """index, then one column per entry (floats with 4 decimals)."""
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["index", *columns])
+        for i, row in enumerate(zip(*columns.values())):
+            w.writerow([i, *(f"{v:.4f}" if isinstance(v, float) else v for v in row)])
 
 
 def noise_name(likelihood) -> str:
@@ -125,6 +177,10 @@ def eval_table(r: dict) -> str:
             ("I(x;z)", "n/a" if c["mutual_information"] is None else f"{c['mutual_information']:.3f} nats  (the "
                        f"estimate is at most log N = {c['mutual_information_max']:.3f})"),
             ("collapse", c["verdict"])]
+    for layer in c.get("per_layer") or []:  # hierarchies: z_1 (next to x) ... z_L
+        kl = "n/a" if layer["kl"] is None else f"{layer['kl']:.3f} nats"
+        au = "n/a" if layer["active_units"] is None else f"{layer['active_units']}/{layer['dims']} active"
+        rows.append((f"  layer z_{layer['layer']}", f"{layer['dims']} dims, KL {kl}, {au}"))
     if q is not None:
         rows.append(("classifier FD", f"{q['classifier_fd']:.3f}  (NOT Inception FID; label entropy "
                                       f"{q['label_entropy']:.3f}, marginal {q['marginal_label_entropy']:.3f} nats)"))

@@ -1,11 +1,13 @@
-"""vae-sample modes that use the labels or the geometry of the latent space: arithmetic and latent_map."""
+"""vae-sample modes that move points in the latent space: traverse, arithmetic and latent_map."""
 import io
 
 import torch
+import torch.nn.functional as F
 from torchvision.transforms.functional import pil_to_tensor
 
+from vae_cli.apps.sample_modes import Context, Mode, counts, decode_mean, finite, grid
 from vae_cli.errors import UserError
-from vae_cli.apps.sample_modes import Context, decode_mean, encode_point, grid
+from vae_cli.models.base import LatentKind
 
 
 def class_indices(ctx: Context, label: int, who: str) -> torch.Tensor:
@@ -19,45 +21,101 @@ def class_indices(ctx: Context, label: int, who: str) -> torch.Tensor:
     return idx
 
 
-class Arithmetic:
-    """Latent arithmetic: v = mean posterior of class `a` minus that of class `b`, added with weights `scales`
-    to `num` test images of class `target`. Row: [input, decode(z + s v) for s in scales]."""
+def top_layer_order(model, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Dims of the edit space (the top layer; categorical: the latents) by decreasing mean KL over x, or
+    without a per-dim KL, by Var_x of the edit-space point."""
+    kl = model.latent_terms(x, y, 1).kl_per_dim  # (B, sum_l D_l) or None
+    score = model.split_layers(kl)[-1].mean(0) if kl is not None else model.encode_point(x, y).var(0)
+    return torch.argsort(score, descending=True)
+
+
+class Traverse(Mode):
+    """One latent dim per row over [low, high], the others at a test image's posterior mean; rows by KL.
+    Hierarchies: the top layer's dims, by that layer's KL. Categorical: one latent per row set to each class
+    in turn (the others at their most probable class); rows by KL per latent."""
+
+    name = "traverse"
+    kinds = frozenset({LatentKind.CONTINUOUS, LatentKind.HIERARCHY, LatentKind.CATEGORICAL})
+    instead = "a code grid has no ordered dims to traverse: use mode=interpolate (pre-quantization space) or mode=reconstruct"
+
+    def __init__(self, image: int = 0, dims: int | None = 10, steps: int = 9, low: float = -3.0, high: float = 3.0):
+        counts("mode=traverse", steps=steps, **({} if dims is None else {"dims": dims}))
+        finite("mode=traverse", low=low, high=high)
+        if not low < high:
+            raise UserError(f"mode=traverse: mode.low={low} must be below mode.high={high}")
+        self.image, self.dims, self.steps, self.low, self.high = image, dims, steps, low, high
+
+    def __call__(self, ctx: Context) -> dict[str, torch.Tensor]:
+        if not 0 <= self.image < len(ctx.x):
+            raise UserError(f"mode.image={self.image} must be in [0, {len(ctx.x)}) (a test image index)")
+        order = top_layer_order(ctx.model, ctx.x[:1000], ctx.y[:1000])[: self.dims]  # (R,)
+        x, y = ctx.x[self.image : self.image + 1], ctx.y[self.image : self.image + 1]
+        point = ctx.model.encode_point(x, y)[0]  # (D,) or categorical logits (N, C)
+        if ctx.model.latent_kind == LatentKind.CATEGORICAL:
+            return {"traverse": self._classes(ctx, point, order)}
+        z = point.repeat(len(order), self.steps, 1)  # (R, T, D)
+        values = torch.linspace(self.low, self.high, self.steps, device=z.device)
+        z[torch.arange(len(order)), :, order] = values  # row r varies dim order[r]
+        images = decode_mean(ctx.model, z.flatten(0, 1), y.expand(z.shape[0] * self.steps))
+        return {"traverse": grid(images, self.steps)}
+
+    def _classes(self, ctx: Context, logits: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
+        """logits (N, C): row r sets latent order[r] to class 0 .. C-1 -> (R*C) images, C per row."""
+        n, c = logits.shape
+        one_hot = F.one_hot(logits.argmax(-1), c).float().repeat(len(order), c, 1, 1)  # (R, C, N, C)
+        one_hot[torch.arange(len(order)), :, order] = torch.eye(c, device=logits.device)  # class k in column k
+        images = ctx.model.likelihood.mean(ctx.model.decode(one_hot.flatten(0, 1))).float().clamp(0, 1)
+        return grid(images, c)
+
+
+class Arithmetic(Mode):
+    """Latent arithmetic in the edit space: v = mean point of class `a` minus that of class `b`, added with
+    weights `scales` to `num` test images of class `target`. Row: [input, decode(z + s v) for s in scales]."""
+
+    name = "arithmetic"
 
     def __init__(self, a: int = 9, b: int = 4, target: int = 7, num: int = 8,
                  scales: list[float] = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5)):
+        counts("mode=arithmetic", num=num)
+        if not scales:
+            raise UserError("mode=arithmetic: mode.scales is empty; give at least one weight, e.g. [0, 1]")
+        finite("mode=arithmetic", **{f"scales[{i}]": s for i, s in enumerate(scales)})
         self.a, self.b, self.target, self.num, self.scales = a, b, target, num, list(scales)
 
     @torch.no_grad()
     def class_mean(self, ctx: Context, label: int) -> torch.Tensor:
         idx = class_indices(ctx, label, "mode=arithmetic")[:2000]
-        return encode_point(ctx.model, ctx.x[idx], ctx.y[idx]).mean(0)  # (D,)
+        return ctx.model.encode_point(ctx.x[idx], ctx.y[idx]).mean(0)  # (...)
 
     def __call__(self, ctx: Context) -> dict[str, torch.Tensor]:
-        v = self.class_mean(ctx, self.a) - self.class_mean(ctx, self.b)  # (D,)
+        v = self.class_mean(ctx, self.a) - self.class_mean(ctx, self.b)  # (...)
         idx = class_indices(ctx, self.target, "mode=arithmetic")[: self.num]
         x, y = ctx.x[idx], ctx.y[idx]
-        z = encode_point(ctx.model, x, y)  # (R, D)
-        s = torch.tensor(self.scales, device=z.device)
-        shifted = z[:, None] + s[None, :, None] * v  # (R, S, D)
+        z = ctx.model.encode_point(x, y)  # (R, ...)
+        s = torch.tensor(self.scales, device=z.device).view(1, -1, *([1] * v.ndim))
+        shifted = z[:, None] + s * v  # (R, S, ...)
         images = decode_mean(ctx.model, shifted.flatten(0, 1), y.repeat_interleave(len(self.scales)))
         rows = torch.cat([x[:, None].float(), images.view(len(idx), len(self.scales), *x.shape[1:])], dim=1)
         return {f"arithmetic_{self.a}-{self.b}+{self.target}": grid(rows.flatten(0, 1), len(self.scales) + 1)}
 
 
-class LatentMap:
-    """2-D latents: the decoded manifold over a grid of prior quantiles (Kingma & Welling 2014, fig. 4).
-    Any latent size >= 2: a scatter of test posterior means coloured by label (PCA when latent_dim > 2)."""
+class LatentMap(Mode):
+    """A scatter of test edit-space points coloured by label (PCA when they have more than 2 numbers), and for
+    a 2-D continuous (or 2-D top-layer) latent the decoded manifold over a grid of prior quantiles."""
+
+    name = "latent_map"
 
     def __init__(self, grid_size: int = 20, num_points: int = 5000):
+        counts("mode=latent_map", grid_size=grid_size, num_points=num_points)
         self.grid_size, self.num_points = grid_size, num_points
 
     def __call__(self, ctx: Context) -> dict[str, torch.Tensor]:
         x, y = ctx.x[: self.num_points], ctx.y[: self.num_points]
-        z = torch.cat([encode_point(ctx.model, xb, yb) for xb, yb in zip(x.split(1000), y.split(1000))])
+        z = torch.cat([ctx.model.encode_point(xb, yb).flatten(1) for xb, yb in zip(x.split(1000), y.split(1000))])
         if z.shape[1] < 2:
             raise UserError(f"mode=latent_map needs latent_dim >= 2; this model has latent_dim={z.shape[1]}")
         out = {"latent_scatter": scatter_image(project_2d(z), y, z.shape[1])}
-        if z.shape[1] == 2:
+        if z.shape[1] == 2 and ctx.model.latent_kind in (LatentKind.CONTINUOUS, LatentKind.HIERARCHY):
             out["latent_manifold"] = self.manifold(ctx)
         return out
 

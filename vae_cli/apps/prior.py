@@ -8,10 +8,12 @@ import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 from torchvision.utils import make_grid, save_image
 
-from vae_cli.build import build_code_prior, build_data, build_model, resolve_device
-from vae_cli.training.checkpoint import load_checkpoint, save_checkpoint
+from vae_cli.build import build_code_prior, load_model_from_checkpoint, resolve_device
+from vae_cli.training.checkpoint import check_version, load_checkpoint, save_checkpoint
 from vae_cli.data import prepare_fixed
 from vae_cli.errors import ConfigError, UserError
+from vae_cli.evaluation.codes import mean_bits_per_code
+from vae_cli.models.base import LatentKind, require_kind
 from vae_cli.models.vq import VQVAE
 from vae_cli.pictures import decode_images
 from vae_cli.training.tblog import RunLogger
@@ -20,19 +22,9 @@ log = logging.getLogger("vae_cli")
 PRIOR_FILE = "prior.pt"  # written beside the VQ-VAE checkpoint
 
 
-def load_vqvae(ckpt: str | Path, device: torch.device, data_dir: str | None = None):
-    """A VQ-VAE checkpoint -> (model in eval mode on `device`, its dataset). Other models: one UserError."""
-    state = load_checkpoint(Path(ckpt))
-    cfg = OmegaConf.create(state["config"])
-    if data_dir is not None:
-        cfg.data_dir, cfg.dataset.root = data_dir, data_dir
-    data = build_data(cfg)
-    model = build_model(cfg, data.image_shape)
-    if not isinstance(model, VQVAE):
-        raise UserError(f"{ckpt} holds a {type(model).__name__} (model={cfg.model._target_}); "
-                        f"vae-prior needs a VQ-VAE checkpoint (vae-train model=vqvae)")
-    model.load_state_dict(state["model"])
-    return model.to(device).eval(), data
+def require_code_grid(family: type) -> None:
+    require_kind("vae-prior", frozenset({LatentKind.CODE_GRID}), family,
+                 "vae-prior fits the code prior of a VQ-VAE: it needs a VQ-VAE checkpoint (vae-train model=vqvae)")
 
 
 @torch.no_grad()
@@ -43,22 +35,22 @@ def encode_codes(model: VQVAE, images: torch.Tensor, seed: int, batch_size: int 
     return torch.cat([model.encode(chunk) for chunk in x.split(batch_size)])
 
 
-@torch.no_grad()
-def mean_bits_per_code(net, codes: torch.Tensor, batch_size: int = 1000) -> float:
-    return float(sum(net.bits_per_code(c).sum() for c in codes.split(batch_size)) / len(codes))
+def code_prior_images(model: VQVAE, net, n: int, temperature: float = 1.0) -> torch.Tensor:
+    """n samples from the code prior (logits / temperature), decoded: (n, C, H, W) in [0, 1]."""
+    return decode_images(model, net.sample(n, model.grid_shape, temperature))
 
 
-def code_prior_images(model: VQVAE, net, n: int) -> torch.Tensor:
-    """n samples from the code prior, decoded: (n, C, H, W) in [0, 1]."""
-    return decode_images(model, net.sample(n, model.grid_shape))
+def code_prior_path(vq_ckpt: str | Path) -> Path:
+    return Path(vq_ckpt).parent / PRIOR_FILE
 
 
 def load_code_prior(vq_ckpt: str | Path, device: torch.device):
-    """The prior saved beside a VQ-VAE checkpoint by vae-prior."""
-    path = Path(vq_ckpt).parent / PRIOR_FILE
+    """The prior saved beside a VQ-VAE checkpoint by vae-prior (same version policy as every checkpoint)."""
+    path = code_prior_path(vq_ckpt)
     if not path.is_file():
         raise UserError(f"no code prior at {path}: run `vae-prior ckpt={vq_ckpt}` first")
     state = load_checkpoint(path)
+    check_version(state, path)
     net = build_code_prior(OmegaConf.create(state["config"]), state["config"]["network"]["num_codes"])
     net.load_state_dict(state["model"])
     return net.to(device).eval()
@@ -77,7 +69,7 @@ def fit_code_prior(cfg: DictConfig, run_dir: str | Path) -> dict:
     check_prior_config(cfg)
     device, run_dir = resolve_device(cfg.device), Path(run_dir)
     torch.manual_seed(cfg.seed)
-    model, data = load_vqvae(cfg.ckpt, device, cfg.data_dir)
+    model, data, _, _ = load_model_from_checkpoint(Path(cfg.ckpt), device, cfg.data_dir, check=require_code_grid)
     train, val = (encode_codes(model, s.images, cfg.seed) for s in (data.train, data.val))
     with open_dict(cfg):
         cfg.network.num_codes = model.posterior.num_codes

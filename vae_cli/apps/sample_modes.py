@@ -1,98 +1,119 @@
 """vae-sample modes: one small class per picture (configs/mode/*.yaml). Each maps a `Context` to named
-image grids (C, H', W') in [0, 1], made with torchvision.utils.make_grid."""
+image grids (C, H', W') in [0, 1], made with torchvision.utils.make_grid. Each declares the latent kinds it
+supports (`kinds`, models/base.py); another kind is refused in one line before any data loads."""
+import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
-from torch.distributions import Independent, Normal
 from torchvision.utils import make_grid
 
 from vae_cli.apps.prior import code_prior_images, load_code_prior
 from vae_cli.errors import UserError
-from vae_cli.pictures import class_grid, fixed_labels, is_conditional
+from vae_cli.models.base import LatentKind, require_kind
+from vae_cli.pictures import class_grid, fixed_labels
+
+ALL_KINDS = frozenset(LatentKind)
 
 
 @dataclass
 class Context:
-    model: torch.nn.Module  # in eval mode, on the device
+    model: torch.nn.Module  # a models.base.Family in eval mode, on the device
     x: torch.Tensor  # prepared test images (N, C, H, W) on the device
     y: torch.Tensor  # test labels (N,)
     num_classes: int | None  # None or < 2: no labels to use
     ckpt: str | None = None  # the checkpoint the model came from (a VQ-VAE's code prior lies beside it)
 
 
-def encode_point(model, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """One latent per image (B, D): the posterior mean; a posterior without a mean is refused by name."""
-    q = model.encode(x, y)
-    try:
-        return q.mean
-    except NotImplementedError:
-        raise UserError(f"this mode needs the posterior mean, which {type(q).__name__} does not have") from None
+def counts(who: str, **values) -> None:
+    """Each value a positive integer, else one UserError naming it."""
+    for key, v in values.items():
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise UserError(f"{who}: mode.{key}={v!r} must be a positive integer")
+
+
+def finite(who: str, **values) -> None:
+    for key, v in values.items():
+        if not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise UserError(f"{who}: mode.{key}={v!r} must be a finite number")
+
+
+class Mode:
+    """A picture of vae-sample. `kinds`: the latent kinds it supports; `instead`: what to use otherwise."""
+
+    name: ClassVar[str] = "?"
+    kinds: ClassVar[frozenset] = ALL_KINDS
+    instead: ClassVar[str] = ""
+
+    def check(self, family: type) -> None:
+        require_kind(f"mode={self.name}", self.kinds, family, self.instead)
 
 
 def decode_mean(model, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-    """z (N, D) -> likelihood means (N, C, H, W) in [0, 1]."""
-    return model.likelihood.mean(model.decode(z, y)).float().clamp(0, 1)
+    """Edit-space points z (N, ...) -> likelihood means (N, C, H, W) in [0, 1]."""
+    return model.likelihood.mean(model.decode_point(z, y)).float().clamp(0, 1)
 
 
 def grid(images: torch.Tensor, nrow: int) -> torch.Tensor:
     return make_grid(images.float().cpu(), nrow=nrow, padding=2, pad_value=1.0)
 
 
-class PriorSamples:
+class PriorSamples(Mode):
     """z ~ p(z) with the noise scaled by `temperature`, decoded to the likelihood mean (and sampled pixels).
 
+    Hierarchies sample every layer in turn (ancestral; `ancestral: false` walks down the conditional means).
     Conditional models: `label` fixes the class of every sample; without it, also a grid with one row per
     class. Categorical (gumbel) models decode random one-hots; a VQ-VAE decodes codes drawn from the
     PixelCNN prior that `vae-prior` saved beside its checkpoint."""
 
-    def __init__(self, num: int = 64, nrow: int = 8, temperature: float = 1.0, sample_pixels: bool = False,
-                 label: int | None = None):
-        if num < 1 or nrow < 1 or not temperature > 0:
-            raise UserError(f"mode=prior: num={num} and nrow={nrow} must be >= 1, temperature={temperature} > 0")
-        self.num, self.nrow, self.temperature, self.sample_pixels = num, nrow, temperature, sample_pixels
-        self.label = label
+    name = "prior"
 
-    def prior(self, model):
-        p = model.prior_dist()
-        if self.temperature == 1.0:
-            return p
-        if not (isinstance(p, Independent) and isinstance(p.base_dist, Normal)):
-            raise UserError(f"mode.temperature={self.temperature} needs a Gaussian prior; this model's is "
-                            f"{type(p).__name__} (use temperature=1)")
-        return Independent(Normal(p.base_dist.loc, self.temperature * p.base_dist.scale), 1)
+    def __init__(self, num: int = 64, nrow: int = 8, temperature: float = 1.0, sample_pixels: bool = False,
+                 label: int | None = None, ancestral: bool = True):
+        counts("mode=prior", num=num, nrow=nrow)
+        finite("mode=prior", temperature=temperature)
+        if not 0 < temperature <= 100:
+            raise UserError(f"mode=prior: mode.temperature={temperature} must be in (0, 100] (1 = the prior itself)")
+        self.num, self.nrow, self.temperature, self.sample_pixels = num, nrow, temperature, sample_pixels
+        self.label, self.ancestral = label, ancestral
 
     def __call__(self, ctx: Context) -> dict[str, torch.Tensor]:
-        if hasattr(ctx.model, "grid_shape"):  # VQ-VAE: codes come from the autoregressive prior of vae-prior
-            return {"prior": grid(code_prior_images(ctx.model, load_code_prior(ctx.ckpt, ctx.x.device), self.num),
-                                  self.nrow)}
-        z = self.prior(ctx.model).sample((self.num,))  # (N, D)
+        model = ctx.model
+        if model.latent_kind == LatentKind.CODE_GRID:  # codes come from the autoregressive prior of vae-prior
+            net = load_code_prior(ctx.ckpt, ctx.x.device)
+            return {"prior": grid(code_prior_images(model, net, self.num, self.temperature).clamp(0, 1), self.nrow)}
+        z = model.sample_latents(self.num, self.temperature)  # (N, ...)
         y = self.labels(ctx, len(z), z.device)
-        p_x = ctx.model.decode(z, y)
-        out = {"prior": grid(ctx.model.likelihood.mean(p_x).clamp(0, 1), self.nrow)}
+        p_x = model.generate(z, y, self.ancestral, self.temperature)
+        out = {"prior": grid(model.likelihood.mean(p_x).clamp(0, 1), self.nrow)}
         if self.sample_pixels:
             out["prior_pixels"] = grid(p_x.sample().clamp(0, 1), self.nrow)
-        if is_conditional(ctx.model) and self.label is None:  # one row per class, the same z down each column
-            out["prior_per_class"] = grid(class_grid(ctx.model, z[: self.nrow]).clamp(0, 1), self.nrow)
+        if model.conditional and self.label is None:  # one row per class, the same z down each column
+            out["prior_per_class"] = grid(class_grid(model, z[: self.nrow]).clamp(0, 1), self.nrow)
         return out
 
     def labels(self, ctx: Context, n: int, device) -> torch.Tensor:
         """`label` for every sample, else 0, 1, ..., K-1, 0, ... (ignored by unconditional models)."""
         k = max(ctx.num_classes or 1, 1)
-        if self.label is not None and not (is_conditional(ctx.model) and 0 <= self.label < k):
+        if self.label is not None and not (ctx.model.conditional and 0 <= self.label < k):
             raise UserError(f"mode.label={self.label} needs a conditional model (model=cvae) and a class in "
                             f"[0, {k - 1}]")
         return torch.full((n,), self.label, device=device) if self.label is not None else fixed_labels(n, k, device)
 
 
-class Reconstruct:
-    """Test images beside their reconstructions (decoded posterior means): input, output, input, output ..."""
+class Reconstruct(Mode):
+    """Test images beside their reconstructions (the model's point estimate decoded; VQ-VAE: the quantized
+    encoding): input, output, input, output ..."""
+
+    name = "reconstruct"
 
     def __init__(self, num: int = 32, pairs_per_row: int = 8):
+        counts("mode=reconstruct", num=num, pairs_per_row=pairs_per_row)
         self.num, self.pairs_per_row = num, pairs_per_row
 
     def __call__(self, ctx: Context) -> dict[str, torch.Tensor]:
         x, y = ctx.x[: self.num], ctx.y[: self.num]
-        recon = decode_mean(ctx.model, encode_point(ctx.model, x, y), y)
+        recon = ctx.model.likelihood.mean(ctx.model(x, y)).float().clamp(0, 1)
         pairs = torch.stack([x.float(), recon], dim=1).flatten(0, 1)  # (2N, C, H, W)
         return {"reconstruct": grid(pairs, 2 * self.pairs_per_row)}
 
@@ -114,12 +135,16 @@ def lerp(z0: torch.Tensor, z1: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     return (1 - t) * z0[:, None] + t * z1[:, None]  # (B, T, D)
 
 
-class Interpolate:
-    """Between pairs of test images: one row per pair, [x_a, `steps` decoded latents, x_b]; linear and slerp."""
+class Interpolate(Mode):
+    """Between pairs of test images: one row per pair, [x_a, `steps` decoded points, x_b]; linear and slerp,
+    in the family's edit space (Gaussian: z; gumbel: logits; hierarchical: the top layer; VQ-VAE: z_e)."""
+
+    name = "interpolate"
 
     def __init__(self, pairs: int = 8, steps: int = 10):
-        if pairs < 1 or steps < 2:
-            raise UserError(f"mode=interpolate: pairs={pairs} must be >= 1 and steps={steps} >= 2")
+        counts("mode=interpolate", pairs=pairs, steps=steps)
+        if steps < 2:
+            raise UserError(f"mode=interpolate: mode.steps={steps} must be >= 2 (both ends)")
         self.pairs, self.steps = pairs, steps
 
     def __call__(self, ctx: Context) -> dict[str, torch.Tensor]:
@@ -127,39 +152,15 @@ class Interpolate:
         if len(ctx.x) < n:
             raise UserError(f"mode=interpolate with pairs={self.pairs} needs {n} test images; there are {len(ctx.x)}")
         x, y = ctx.x[:n], ctx.y[:n]
-        z = encode_point(ctx.model, x, y)
+        z = ctx.model.encode_point(x, y)  # (2P, ...)
+        flat = z.flatten(1)
         t = torch.linspace(0, 1, self.steps, device=z.device)
-        return {f"interpolate_{name}": self._rows(ctx, x, y, path(z[0::2], z[1::2], t))
+        return {f"interpolate_{name}": self._rows(ctx, x, y, path(flat[0::2], flat[1::2], t), z.shape[1:])
                 for name, path in (("linear", lerp), ("slerp", slerp))}
 
-    def _rows(self, ctx: Context, x, y, z_path: torch.Tensor) -> torch.Tensor:
+    def _rows(self, ctx: Context, x, y, z_path: torch.Tensor, point_shape) -> torch.Tensor:
         b, t, _ = z_path.shape
-        images = decode_mean(ctx.model, z_path.flatten(0, 1), y[0::2].repeat_interleave(t))
+        images = decode_mean(ctx.model, z_path.reshape(b * t, *point_shape), y[0::2].repeat_interleave(t))
         images = images.view(b, t, *images.shape[1:])
         rows = torch.cat([x[0::2, None].float(), images, x[1::2, None].float()], dim=1)  # (B, T + 2, C, H, W)
         return grid(rows.flatten(0, 1), t + 2)
-
-
-def kl_order(model, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Latent dims by decreasing mean KL over x (or, without a per-dim KL, by Var_x of the posterior mean)."""
-    kl = model.latent_terms(x, y, 1).kl_per_dim  # (B, D) or None
-    score = kl.mean(0) if kl is not None else encode_point(model, x, y).var(0)
-    return torch.argsort(score, descending=True)
-
-
-class Traverse:
-    """One latent dim at a time over [low, high], the others at a test image's posterior mean; dims by KL."""
-
-    def __init__(self, image: int = 0, dims: int | None = 10, steps: int = 9, low: float = -3.0, high: float = 3.0):
-        self.image, self.dims, self.steps, self.low, self.high = image, dims, steps, low, high
-
-    def __call__(self, ctx: Context) -> dict[str, torch.Tensor]:
-        if not 0 <= self.image < len(ctx.x):
-            raise UserError(f"mode.image={self.image} must be in [0, {len(ctx.x)}) (a test image index)")
-        order = kl_order(ctx.model, ctx.x[:1000], ctx.y[:1000])[: self.dims]  # (R,)
-        x, y = ctx.x[self.image : self.image + 1], ctx.y[self.image : self.image + 1]
-        z = encode_point(ctx.model, x, y).repeat(len(order), self.steps, 1)  # (R, T, D)
-        values = torch.linspace(self.low, self.high, self.steps, device=z.device)
-        z[torch.arange(len(order)), :, order] = values  # row r varies dim order[r]
-        images = decode_mean(ctx.model, z.flatten(0, 1), y.expand(z.shape[0] * self.steps))
-        return {"traverse": grid(images, self.steps)}

@@ -4,8 +4,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from vae_cli.build import (build_data, build_model, build_objective, check_compatible, check_config, check_objective,
-                           make, resolve_device, set_num_classes, set_run_length)
+from vae_cli.build import (build_data, build_model, build_objective, check_compatible, check_config, check_kinds,
+                           check_objective, make, resolve_device, set_num_classes, set_run_length)
 from vae_cli.pictures import summary
 from vae_cli.training import distributed
 from vae_cli.training.checkpoint import seed_everything
@@ -30,6 +30,7 @@ def run_training(cfg: DictConfig, run_dir: str | Path, choices: dict | None = No
     Every check runs before the first step; `stop` (signals.StopFlag) asks the trainer to save and stop."""
     choices = choices or {}
     check_config(cfg)
+    check_kinds(cfg, choices)  # group options that cannot combine, from the declared kinds, before data loads
     device = distributed.rank_device(resolve_device(cfg.device))
     resume = find_checkpoint(Path(run_dir), cfg.resume) if wants_resume(cfg.get("resume")) else None
     check_writable(Path(run_dir) / "checkpoints")

@@ -2,17 +2,12 @@
 import math
 
 import torch
-from torch.distributions import Distribution
 
 
 def posterior_mean(model, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor | None:
-    q = model.encode(x, y)
-    if not isinstance(q, Distribution):  # a deterministic code (VQ-VAE): active units do not apply
-        return None
-    try:
-        return q.mean.flatten(1)  # (B, D); categorical latents (B, N, C) count each (latent, class) pair
-    except NotImplementedError:  # a posterior without a closed-form mean: active units do not apply
-        return None
+    """The family's `posterior_mean` (every layer, (B, sum_l D_l); categorical: each (latent, class) pair),
+    or None where it declares none (flows, VQ-VAE): active units do not apply there."""
+    return model.posterior_mean(x, y) if model.has_posterior_mean else None
 
 
 def active_units(means: torch.Tensor, threshold: float = 0.01) -> int:
@@ -34,6 +29,8 @@ def mutual_information(model, x: torch.Tensor, y: torch.Tensor, batch_size: int 
     with one z_i ~ q(z|x_i) per example and the aggregate posterior q(z) = (1/N) sum_j q(z|x_j) over the
     whole split (He et al. use a mini-batch). In nats; at most log N. None if q cannot score foreign z.
     """
+    if not model.has_density:
+        return None
     qs = list(_chunks(model, x, y, batch_size))
     try:
         z = torch.cat([q.sample() for q in qs])  # (N, D)
@@ -65,7 +62,21 @@ def collapse_report(model, x: torch.Tensor, y: torch.Tensor, kl_per_dim: torch.T
         report["kl_per_dim_sorted"] = [[int(j), float(kl_per_dim[j])] for j in order]
     report["collapsed_dims"] = collapsed_dims(kl_per_dim, au_var, kl_threshold)
     report["verdict"] = verdict(report["collapsed_dims"], kl_per_dim, au_var, report["mutual_information"])
+    report["per_layer"] = per_layer(model, kl_per_dim, au_var)
     return report
+
+
+def per_layer(model, kl_per_dim: torch.Tensor | None, au_var: torch.Tensor | None) -> list[dict] | None:
+    """Hierarchies: per stochastic layer (bottom first) its dims, KL (nats) and active units; else None."""
+    dims = model.layer_dims
+    if len(dims) < 2:
+        return None
+    kls = model.split_layers(kl_per_dim) if kl_per_dim is not None else [None] * len(dims)
+    aus = model.split_layers(au_var) if au_var is not None else [None] * len(dims)
+    return [{"layer": l + 1, "dims": d, "kl": None if kl is None else float(kl.sum()),
+             "kl_per_dim": None if kl is None else kl.tolist(),
+             "active_units": None if au is None else int((au > 0.01).sum())}
+            for l, (d, kl, au) in enumerate(zip(dims, kls, aus))]
 
 
 def collapsed_dims(kl: torch.Tensor | None, au_var: torch.Tensor | None, kl_threshold: float) -> list[int] | None:

@@ -55,7 +55,7 @@ def score_split(model, x: torch.Tensor, y: torch.Tensor, k: int, batch_size: int
     return scores, None if kl_sum is None else (kl_sum / len(x)).float().cpu()
 
 
-def summary(scores: ExampleScores, num_dims: int, discrete_offset: float) -> dict[str, float]:
+def split_metrics(scores: ExampleScores, num_dims: int, discrete_offset: float) -> dict[str, float]:
     """Split means in nats and bits/dim; `iw_nll_stderr` is the standard error of the mean over examples."""
     nll = -scores.log_px
     out = {name: float(getattr(scores, name).mean()) for name in ("elbo", "distortion", "rate")}

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch.distributions import Distribution, Independent, OneHotCategorical, RelaxedOneHotCategorical, kl_divergence
 
 from vae_cli.errors import ConfigError
-from vae_cli.models.vae import LatentTerms
+from vae_cli.models.base import Encode, Family, LatentKind, LatentTerms, PosteriorHead, Prior
 
 
 def _check(num_latents: int, num_classes: int) -> None:
@@ -20,10 +20,10 @@ def _check(num_latents: int, num_classes: int) -> None:
                           f"num_classes={num_classes} >= 2")
 
 
-class CategoricalHead(nn.Module):
+class CategoricalHead(PosteriorHead):
     """Encoder features (B, F) -> q(z|x) = prod_n Cat(softmax(logits_n)), batch (B,), event (N, C)."""
 
-    needs_model = "gumbel"
+    kind = LatentKind.CATEGORICAL
 
     def __init__(self, in_features: int, num_latents: int = 30, num_classes: int = 10):
         super().__init__()
@@ -37,21 +37,23 @@ class CategoricalHead(nn.Module):
         return Independent(OneHotCategorical(logits=logits), 1)
 
 
-class UniformCategorical(nn.Module):
+class UniformCategorical(Prior):
     """p(z) = prod_n Cat(1/C): batch (), event (N, C); samples are random one-hots."""
+
+    kind = LatentKind.CATEGORICAL
 
     def __init__(self, num_latents: int, num_classes: int):
         super().__init__()
         _check(num_latents, num_classes)
         self.register_buffer("logits", torch.zeros(num_latents, num_classes))
 
-    def forward(self) -> Distribution:
+    def forward(self, encode: Encode | None = None) -> Distribution:
         return Independent(OneHotCategorical(logits=self.logits), 1)
 
 
 def gumbel_softmax_sample(logits: torch.Tensor, temperature: float, num_samples: int, hard: bool) -> torch.Tensor:
     """logits (B, N, C) -> relaxed one-hots (S, B, N, C); hard: one-hot forward, relaxed gradient."""
-    tau = torch.tensor(temperature, dtype=logits.dtype, device=logits.device)
+    tau = torch.as_tensor(temperature, dtype=logits.dtype, device=logits.device)  # a float or a 0-dim tensor
     soft = RelaxedOneHotCategorical(tau, logits=logits).rsample((num_samples,))
     if not hard:
         return soft
@@ -59,29 +61,37 @@ def gumbel_softmax_sample(logits: torch.Tensor, temperature: float, num_samples:
     return one_hot - soft.detach() + soft  # straight-through
 
 
-class CategoricalVAE(nn.Module):
-    """encoder: x -> features; posterior: CategoricalHead; decoder: flattened one-hots (N*C) -> params."""
+class CategoricalVAE(Family):
+    """encoder: x -> features; posterior: CategoricalHead; decoder: flattened one-hots (N*C) -> params.
+
+    Edit space (encode_point / decode_point): the posterior logits (B, N, C), decoded as softmax probabilities."""
+
+    latent_kind = part_kind = LatentKind.CATEGORICAL
+    tempered = True
 
     def __init__(self, encoder: nn.Module, posterior: nn.Module, decoder: nn.Module, likelihood: nn.Module,
                  prior: nn.Module, hard: bool = False):
-        super().__init__()
-        if not isinstance(posterior, CategoricalHead) or not isinstance(prior, UniformCategorical):
-            raise ConfigError(f"model=gumbel needs posterior=categorical and prior=uniform_categorical (its preset "
-                              f"picks them); got {type(posterior).__name__} and {type(prior).__name__}")
-        self.encoder, self.posterior, self.decoder = encoder, posterior, decoder
-        self.likelihood, self.prior, self.hard = likelihood, prior, hard
+        super().__init__(encoder, posterior, decoder, likelihood, prior)
+        self.hard = hard
+
+    @property
+    def layer_dims(self) -> list[int]:
+        return [self.posterior.num_latents]  # KL per latent (each a C-class one-hot)
 
     def encode(self, x: torch.Tensor, y: torch.Tensor | None = None) -> Distribution:
         """(B, C, H, W) -> q(z|x), batch (B,), event (N, K). Unconditional: labels are ignored."""
         return self.posterior(self.encoder(x))
 
+    def encode_point(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        return self.encode(x, y).base_dist.logits  # (B, N, C), normalized per latent
+
+    def decode_point(self, z: torch.Tensor, y: torch.Tensor | None = None) -> Distribution:
+        return self.decode(torch.softmax(z, -1), y)
+
     def decode(self, z: torch.Tensor, y: torch.Tensor | None = None) -> Distribution:
         """z (..., N, C) one-hot or relaxed -> p(x|z), batch (...), event (C, H, W)."""
         params = self.decoder(z.reshape(-1, z.shape[-2] * z.shape[-1]))  # (M, P*C, H, W)
         return self.likelihood(params.view(*z.shape[:-2], *params.shape[1:]))
-
-    def prior_dist(self) -> Distribution:
-        return self.prior()
 
     def latent_terms(self, x: torch.Tensor, y: torch.Tensor | None = None, num_samples: int = 1,
                      temperature: float = 1.0) -> LatentTerms:
@@ -94,7 +104,7 @@ class CategoricalVAE(nn.Module):
         else:
             z = z_hard = q.sample((num_samples,))
         kl = kl_divergence(q.base_dist, p.base_dist)  # (B, N) closed form
-        return LatentTerms(self.decode(z, y).log_prob(x), p.log_prob(z_hard), q.log_prob(z_hard), kl)
+        return LatentTerms(self.decode(z, y).log_prob(x), p.log_prob(z_hard), q.log_prob(z_hard), kl, None, z, q, p)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> Distribution:
         """Reconstruction p(x|z = the most probable class of each latent), for pictures."""

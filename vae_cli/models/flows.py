@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch.distributions import Distribution, Independent, constraints
 
 from vae_cli.errors import ConfigError
+from vae_cli.models.base import PosteriorHead
 from vae_cli.models.posteriors import DiagonalGaussian
 
 Transform = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]  # z0 (S, B, D) -> z (S, B, D), log|det| (S, B)
@@ -55,10 +56,10 @@ def planar(z: torch.Tensor, u: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -
     return z + u_hat * h, log_det
 
 
-class PlanarFlowPosterior(nn.Module):
+class PlanarFlowPosterior(PosteriorHead):
     """Diagonal Gaussian + `num_layers` planar flows whose u, w, b are functions of x (amortized)."""
 
-    density_anywhere = False  # log q only at its own samples
+    density_anywhere = has_mean = False  # log q only at its own samples; E_q[z] has no closed form
 
     def __init__(self, in_features: int, latent_dim: int, num_layers: int = 4, min_scale: float = 1e-5):
         super().__init__()
@@ -66,7 +67,7 @@ class PlanarFlowPosterior(nn.Module):
             raise ConfigError(f"posterior.num_layers={num_layers} must be >= 1")
         self.base = DiagonalGaussian(in_features, latent_dim, min_scale)
         self.flow_params = nn.Linear(in_features, num_layers * (2 * latent_dim + 1))
-        self.num_layers, self.latent_dim = num_layers, latent_dim
+        self.num_layers, self.latent_dim, self.out_features = num_layers, latent_dim, latent_dim
 
     def forward(self, h: torch.Tensor) -> Distribution:
         d = self.latent_dim
@@ -110,12 +111,12 @@ class MADE(nn.Module):
         return self.out(F.elu(self.mid(h))).chunk(2, dim=-1)
 
 
-class IAFPosterior(nn.Module):
+class IAFPosterior(PosteriorHead):
     """Diagonal Gaussian + `num_layers` inverse autoregressive flow steps (Kingma et al. 2016, the LSTM-style
     update z <- sigma * z + (1 - sigma) * m, sigma = sigmoid(s + forget_bias)); orderings alternate per layer.
     The encoder features are the context h of every step."""
 
-    density_anywhere = False
+    density_anywhere = has_mean = False
 
     def __init__(self, in_features: int, latent_dim: int, num_layers: int = 2, hidden: int = 128,
                  forget_bias: float = 1.0, min_scale: float = 1e-5):
@@ -126,7 +127,7 @@ class IAFPosterior(nn.Module):
         orders = [torch.arange(latent_dim) if i % 2 == 0 else torch.arange(latent_dim).flip(0)
                   for i in range(num_layers)]
         self.steps = nn.ModuleList(MADE(latent_dim, in_features, hidden, o) for o in orders)
-        self.forget_bias = forget_bias
+        self.forget_bias, self.out_features = forget_bias, latent_dim
 
     def forward(self, h: torch.Tensor) -> Distribution:
         context = h.float()  # (B, F), broadcast over the sample dim

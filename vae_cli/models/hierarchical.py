@@ -12,7 +12,8 @@ from torch.distributions import Distribution, kl_divergence
 from vae_cli.errors import ConfigError
 from vae_cli.models.layers import mlp
 from vae_cli.models.posteriors import DiagonalGaussian
-from vae_cli.models.vae import LatentTerms, kl_per_dim, point_estimate, sample_with_log_prob
+from vae_cli.models.base import Family, LatentKind, LatentTerms
+from vae_cli.models.vae import kl_per_dim, sample_with_log_prob
 
 
 class LadderEncoder(nn.Module):
@@ -50,32 +51,34 @@ class GaussianLayer(nn.Module):
         return self.head(self.net(h))
 
 
-class HierarchicalVAE(nn.Module):
+class HierarchicalVAE(Family):
     """`lower_dims` are the sizes of z_1 ... z_{L-1}; z_L has `latent_dim` (that of the posterior and prior).
 
-    encode(x) is q(z_L | x); decode(z_L) walks down through the conditional means of p(z_l | z_{l+1});
-    latent_terms scores all layers (log q and log p are sums over layers)."""
+    encode(x) is q(z_L | x); generate(z_L) samples z_l ~ p(z_l | z_{l+1}) down to z_1 (ancestral), decode(z_L)
+    walks down through their conditional means; latent_terms scores all layers (log q, log p: sums over layers)."""
+
+    latent_kind, part_kind = LatentKind.HIERARCHY, LatentKind.CONTINUOUS
 
     def __init__(self, encoder: LadderEncoder, posterior: nn.Module, decoder: nn.Module, likelihood: nn.Module,
                  prior: nn.Module, latent_dim: int, lower_dims: list[int] = (100,),
                  hidden_sizes: list[int] = (100, 100), activation: str = "Tanh"):
-        super().__init__()
-        if len(getattr(encoder, "feature_sizes", [])) != len(lower_dims) + 1:
+        super().__init__(encoder, posterior, decoder, likelihood, prior)
+        if not isinstance(encoder, LadderEncoder) or len(encoder.feature_sizes) != len(lower_dims) + 1:
             raise ConfigError(f"model=hierarchical: {len(lower_dims) + 1} stochastic layers (lower_dims={list(lower_dims)}) "
-                              f"need an encoder with one block per layer above z_1 (model.encoder.block_sizes)")
-        self.encoder, self.posterior, self.decoder = encoder, posterior, decoder
-        self.likelihood, self.prior = likelihood, prior
+                              f"need a LadderEncoder with one block per layer above z_1 (model.encoder.block_sizes)")
         dims = [*lower_dims, latent_dim]  # z_1 ... z_L
+        self.dims = dims
         self.p_layers = nn.ModuleList(GaussianLayer(dims[l + 1], dims[l], hidden_sizes, activation)
                                       for l in range(len(lower_dims)))
         self.q_layers = nn.ModuleList(GaussianLayer(dims[l + 1] + encoder.feature_sizes[l], dims[l], hidden_sizes,
                                                     activation) for l in range(len(lower_dims)))
 
+    @property
+    def layer_dims(self) -> list[int]:
+        return list(self.dims)
+
     def encode(self, x: torch.Tensor, y: torch.Tensor | None = None) -> Distribution:
         return self.posterior(self.encoder(x))  # q(z_L | x)
-
-    def prior_dist(self) -> Distribution:
-        return self.prior(encode=self.encode)  # p(z_L)
 
     def _likelihood_at(self, z1: torch.Tensor) -> Distribution:
         params = self.decoder(z1.reshape(-1, z1.shape[-1]))  # (N, P*C, H, W)
@@ -83,25 +86,37 @@ class HierarchicalVAE(nn.Module):
 
     def decode(self, z: torch.Tensor, y: torch.Tensor | None = None) -> Distribution:
         """z_L (..., D_L) -> p(x | z_1) with z_l = E[z_l | z_{l+1}] on the way down."""
+        return self.generate(z, y, ancestral=False)
+
+    def generate(self, z: torch.Tensor, y: torch.Tensor | None = None, ancestral: bool = True,
+                 temperature: float = 1.0) -> Distribution:
+        """z_L (..., D_L) -> p(x | z_1): z_l ~ p(z_l | z_{l+1}) (noise times temperature), or its mean."""
         for layer in reversed(self.p_layers):
-            z = layer(z).mean
+            p_l = layer(z)
+            z = p_l.mean + temperature * p_l.stddev * torch.randn_like(p_l.mean) if ancestral else p_l.mean
         return self._likelihood_at(z)
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> Distribution:
-        """Reconstruction through the posterior's point estimates at every layer."""
+    def layer_means(self, x: torch.Tensor, y: torch.Tensor | None = None) -> list[torch.Tensor]:
+        """Posterior means down the ladder, z_l = E[z_l | z_{l+1}, x]: [(B, D_1), ..., (B, D_L)]."""
         ds = self.encoder.features(x)
-        z = point_estimate(self.posterior(ds[-1]))
+        means = [self.posterior(ds[-1]).mean]
         for l in reversed(range(len(self.q_layers))):
-            z = self.q_layers[l](torch.cat([z, ds[l]], -1)).mean
-        return self._likelihood_at(z)
+            means.insert(0, self.q_layers[l](torch.cat([means[0], ds[l]], -1)).mean)
+        return means
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> Distribution:
+        """Reconstruction through the posterior's means at every layer (one draw at the top for flows)."""
+        if not self.has_posterior_mean:
+            return self.decode(self.encode(x, y).sample())
+        return self._likelihood_at(self.layer_means(x, y)[0])
 
     def latent_terms(self, x: torch.Tensor, y: torch.Tensor | None = None, num_samples: int = 1) -> LatentTerms:
         """S samples of all layers. kl_per_layer (B, L), bottom first: the top's closed-form KL (else log q - log p),
         and for l < L the KL(q(z_l | z_{l+1}, x) || p(z_l | z_{l+1})) given the sampled z_{l+1}, averaged over S."""
         ds = self.encoder.features(x)
         q, p = self.posterior(ds[-1]), self.prior_dist()
-        z, log_qz = sample_with_log_prob(q, num_samples)  # (S, B, D_L), (S, B)
-        log_pz = p.log_prob(z)
+        z_top, log_qz = sample_with_log_prob(q, num_samples)  # (S, B, D_L), (S, B)
+        z, log_pz = z_top, p.log_prob(z_top)
         top_dims = kl_per_dim(q, p)  # (B, D_L) or None
         kl_dims, kl_layers = [top_dims], [top_dims.sum(-1) if top_dims is not None else (log_qz - log_pz).mean(0)]
         for l in reversed(range(len(self.q_layers))):
@@ -112,4 +127,5 @@ class HierarchicalVAE(nn.Module):
             kl_dims.insert(0, kl_divergence(q_l.base_dist, p_l.base_dist).mean(0))  # (B, D_l)
             kl_layers.insert(0, kl_dims[0].sum(-1))
         per_dim = torch.cat(kl_dims, -1) if top_dims is not None else None  # (B, D_1 + ... + D_L)
-        return LatentTerms(self._likelihood_at(z).log_prob(x), log_pz, log_qz, per_dim, torch.stack(kl_layers, -1))
+        return LatentTerms(self._likelihood_at(z).log_prob(x), log_pz, log_qz, per_dim, torch.stack(kl_layers, -1),
+                           z_top, q, p)

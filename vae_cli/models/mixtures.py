@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch.distributions import Categorical, Distribution, Normal, constraints
 
 from vae_cli.errors import ConfigError
+from vae_cli.models.base import PosteriorHead
 
 
 class GaussianMixture(Distribution):
@@ -62,7 +63,7 @@ class GaussianMixture(Distribution):
         return torch.stack(dims, dim=-1)
 
 
-class MixturePosterior(nn.Module):
+class MixturePosterior(PosteriorHead):
     """Encoder features (B, F) -> a C-component diagonal Gaussian mixture over (latent_dim,)."""
 
     def __init__(self, in_features: int, latent_dim: int, num_components: int = 4, min_scale: float = 1e-5):
@@ -71,6 +72,7 @@ class MixturePosterior(nn.Module):
             raise ConfigError(f"posterior.num_components={num_components} must be >= 1")
         self.head = nn.Linear(in_features, num_components * (2 * latent_dim + 1))
         self.c, self.d, self.min_scale = num_components, latent_dim, min_scale
+        self.out_features = latent_dim
 
     def forward(self, h: torch.Tensor) -> Distribution:
         out = self.head(h).float()

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch.distributions import Categorical, Distribution, Independent
 
 from vae_cli.errors import ConfigError
+from vae_cli.models.base import Encode, Family, LatentKind, PosteriorHead, Prior
 
 
 @dataclass
@@ -22,7 +23,7 @@ class Quantized:
     commitment: torch.Tensor  # (B,) ||z_e - sg(e)||^2 summed over (D, h, w)
 
 
-class VectorQuantizer(nn.Module):
+class VectorQuantizer(PosteriorHead):
     """Features (B, F, h, w) -> 1x1 conv to z_e (B, D, h, w) -> nearest code of a K x D codebook.
 
     ema: the codebook follows exponential moving averages of its assigned encodings (decay) instead of
@@ -31,7 +32,8 @@ class VectorQuantizer(nn.Module):
     The first training batch initializes every code on a random encoding (codes start where the data is).
     """
 
-    needs_model = "vqvae"
+    kind = LatentKind.CODE_GRID
+    has_mean = False  # a deterministic code: no posterior mean, no active units
 
     def __init__(self, in_features: int, num_codes: int = 128, code_dim: int = 16, ema: bool = False,
                  decay: float = 0.99, restart_threshold: float = 1.0, eps: float = 1e-5):
@@ -63,13 +65,17 @@ class VectorQuantizer(nn.Module):
         return F.embedding(codes, self.codebook).permute(0, 3, 1, 2)
 
     def forward(self, h: torch.Tensor) -> Quantized:
-        z_e = self.proj(h).float()  # (B, D, h, w)
+        return self.quantize(self.proj(h).float())
+
+    def quantize(self, z_e: torch.Tensor) -> Quantized:
+        """z_e (B, D, h, w) -> nearest codes; in training, the codebook is updated AFTER the lookup, so z_q and
+        the codes come from the same (old) codebook, as in the reference implementations."""
         flat = z_e.permute(0, 2, 3, 1).reshape(-1, z_e.shape[1])  # (M, D), M = B*h*w
         codes = self.nearest(flat.detach())
+        e = self.lookup(codes.view(z_e.shape[0], *z_e.shape[2:]))  # (B, D, h, w): a copy, made before any update
         if self.training:
             self.update(flat.detach(), codes)
         codes = codes.view(z_e.shape[0], *z_e.shape[2:])
-        e = self.lookup(codes)
         codebook_loss = (e - z_e.detach()).pow(2).flatten(1).sum(1)
         commitment = (z_e - e.detach()).pow(2).flatten(1).sum(1)
         z_q = z_e + (e - z_e).detach()  # straight-through
@@ -103,33 +109,45 @@ class VectorQuantizer(nn.Module):
             self.cluster_size.copy_(torch.where(dead.squeeze(1), torch.ones_like(self.usage), self.cluster_size))
 
 
-class UniformCodes(nn.Module):
-    """The stage-1 prior: every code equally likely at every grid position."""
+class UniformCodes(Prior):
+    """The stage-1 prior: every code equally likely at every grid position (build.py fills `grid_shape`)."""
 
-    def __init__(self, num_codes: int):
+    kind = LatentKind.CODE_GRID
+    fill = ("grid_shape",)
+
+    def __init__(self, num_codes: int, grid_shape: tuple[int, int]):
         super().__init__()
+        self.grid_shape = tuple(grid_shape)
         self.register_buffer("logits", torch.zeros(num_codes))
 
-    def forward(self, grid_shape: tuple[int, int]) -> Distribution:
+    def forward(self, encode: Encode | None = None) -> Distribution:
         """-> batch (), event (h, w) of int64 code indices."""
-        return Independent(Categorical(logits=self.logits.expand(*grid_shape, -1)), 2)
+        return Independent(Categorical(logits=self.logits.expand(*self.grid_shape, -1)), 2)
 
 
-class VQVAE(nn.Module):
-    """encoder: x -> (B, F, h, w); posterior: VectorQuantizer; decoder: code vectors -> params; likelihood."""
+class VQVAE(Family):
+    """encoder: x -> (B, F, h, w); posterior: VectorQuantizer; decoder: code vectors -> params; likelihood.
+
+    No density (no ELBO): objective=vq calls `vq_terms`. Latent space: codes (B, h, w); edit space: the
+    continuous pre-quantization z_e (B, D, h, w), quantized on decoding."""
+
+    latent_kind = part_kind = LatentKind.CODE_GRID
+    has_density = False
 
     def __init__(self, encoder: nn.Module, posterior: VectorQuantizer, decoder: nn.Module, likelihood: nn.Module,
                  prior: nn.Module):
-        super().__init__()
-        if not isinstance(posterior, VectorQuantizer) or not hasattr(encoder, "grid_shape"):
-            raise ConfigError(f"model=vqvae needs a grid encoder and posterior=vq (its preset picks them); got "
-                              f"{type(encoder).__name__} and {type(posterior).__name__}")
-        self.encoder, self.posterior, self.decoder = encoder, posterior, decoder
-        self.likelihood, self.prior = likelihood, prior
+        super().__init__(encoder, posterior, decoder, likelihood, prior)
+        if not isinstance(getattr(encoder, "grid_shape", None), tuple):
+            raise ConfigError(f"model=vqvae needs a grid encoder (model.encoder: GridEncoder); got "
+                              f"{type(encoder).__name__}")
 
     @property
     def grid_shape(self) -> tuple[int, int]:
         return tuple(self.encoder.grid_shape)
+
+    @property
+    def layer_dims(self) -> list[int]:
+        return [self.grid_shape[0] * self.grid_shape[1]]
 
     def quantize(self, x: torch.Tensor) -> Quantized:
         return self.posterior(self.encoder(x))
@@ -144,8 +162,11 @@ class VQVAE(nn.Module):
         params = self.decoder(self.posterior.lookup(codes.reshape(-1, *codes.shape[-2:])))
         return self.likelihood(params.view(*lead, *params.shape[1:]))
 
-    def prior_dist(self) -> Distribution:
-        return self.prior(self.grid_shape)
+    def encode_point(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        return self.posterior.proj(self.encoder(x)).float()  # z_e (B, D, h, w)
+
+    def decode_point(self, z: torch.Tensor, y: torch.Tensor | None = None) -> Distribution:
+        return self.likelihood(self.decoder(self.posterior.quantize(z).z_q))
 
     def vq_terms(self, x: torch.Tensor) -> tuple[Quantized, torch.Tensor]:
         """-> the quantization and log p(x | z_q) (B,) in nats, with the straight-through gradient."""

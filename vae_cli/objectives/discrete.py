@@ -4,12 +4,15 @@ from typing import Callable
 import torch
 
 from vae_cli.errors import ConfigError
+from vae_cli.models.base import LatentKind
 from vae_cli.objectives.elbo import Objective
 
 
 class GumbelObjective(Objective):
     """The ELBO (beta, schedules and free bits as in `Objective`) with the Gumbel-softmax temperature
     tau_t = temperature(step) handed to the model; the KL is to the uniform categorical prior."""
+
+    latent_kinds = frozenset({LatentKind.CATEGORICAL})  # model.latent_terms(..., temperature=)
 
     def __init__(self, temperature: Callable[[int], float], **kwargs):
         super().__init__(**kwargs)
@@ -38,6 +41,7 @@ class VQObjective:
     """
 
     requires = "vq_terms"  # the model method this objective calls
+    latent_kinds = frozenset({LatentKind.CODE_GRID})
 
     def __init__(self, commitment: float = 0.25):
         if commitment < 0:

@@ -1,0 +1,205 @@
+"""The model-family contract: what every family declares and offers, so the tools above need no guessing.
+
+A family is an nn.Module subclass of `Family` with the parts `encoder, posterior, decoder, likelihood, prior`
+(and `condition`, None unless conditional). Its parts subclass `PosteriorHead` and `Prior`. Everything a tool
+may ask is either a class attribute (readable from a config's `_target_` before anything is built) or a
+method below. Shapes: B examples, S samples; "edit space" is where apps move points (interpolate, traverse).
+"""
+from dataclasses import dataclass
+from enum import Enum
+from typing import Callable, ClassVar
+
+import torch
+import torch.nn as nn
+from torch.distributions import Distribution, Independent, Normal
+
+from vae_cli.errors import ConfigError, UserError
+
+
+class LatentKind(str, Enum):
+    CONTINUOUS = "continuous vector"  # z (B, D)
+    CATEGORICAL = "categorical"  # one-hots (B, N, C); edit space: logits (B, N, C)
+    CODE_GRID = "code grid"  # int64 codes (B, h, w); edit space: pre-quantization z_e (B, D, h, w)
+    HIERARCHY = "hierarchy"  # layers z_1 (next to x) ... z_L (top); edit space: the top layer (B, D_L)
+
+
+@dataclass
+class LatentTerms:
+    """What every objective needs from a model, for S posterior samples of a batch of B examples (nats)."""
+
+    log_px: torch.Tensor  # (S, B) log p(x | z_s)
+    log_pz: torch.Tensor  # (S, B) log p(z_s)
+    log_qz: torch.Tensor  # (S, B) log q(z_s | x)
+    kl_per_dim: torch.Tensor | None = None  # (B, D) closed-form KL(q || p) per latent dim (all layers, bottom first)
+    kl_per_layer: torch.Tensor | None = None  # (B, L) KL estimate per stochastic layer (hierarchies)
+    z: torch.Tensor | None = None  # (S, B, ...) the samples scored (the top layer's for hierarchies)
+    q: Distribution | None = None  # q(z | x), batch (B,) (top layer)
+    p: Distribution | None = None  # p(z), batch () (top layer)
+
+
+Encode = Callable[[torch.Tensor], Distribution]  # images (K, C, H, W) -> q(z | x), batch (K,)
+
+
+class Prior(nn.Module):
+    """p(z). ONE call signature for every prior: `prior(encode)` -> Distribution, batch ().
+
+    `encode` is the family's posterior, for priors built from it (VampPrior); the others ignore it.
+    `fill`: constructor values build.py supplies (from the data or the encoder), by name."""
+
+    kind: ClassVar[LatentKind] = LatentKind.CONTINUOUS
+    needs_posterior_density: ClassVar[bool] = False  # log p(z) evaluates q(z | u) at arbitrary z
+    fill: ClassVar[tuple[str, ...]] = ()  # e.g. ("image_shape",), ("grid_shape",)
+
+    def forward(self, encode: Encode | None = None) -> Distribution:
+        raise NotImplementedError
+
+
+class PosteriorHead(nn.Module):
+    """q(z|x) from encoder features. `out_features`: the width the decoder reads (set by the subclass)."""
+
+    kind: ClassVar[LatentKind] = LatentKind.CONTINUOUS
+    density_anywhere: ClassVar[bool] = True  # False: log q only at its own samples (flows)
+    has_mean: ClassVar[bool] = True  # False: E_q[z] has no closed form (flows)
+    out_features: int
+
+
+def temper(p: Distribution, temperature: float) -> Distribution:
+    """A diagonal Gaussian prior with its scale times `temperature`; other priors only at temperature 1."""
+    if temperature == 1.0:
+        return p
+    if not (isinstance(p, Independent) and isinstance(p.base_dist, Normal)):
+        raise UserError(f"temperature={temperature} needs a diagonal Gaussian prior; this model's is "
+                        f"{type(p).__name__} (use temperature=1)")
+    return Independent(Normal(p.base_dist.loc, temperature * p.base_dist.scale), 1)
+
+
+class Family(nn.Module):
+    """The contract. Class attributes declare what a family is; methods are what tools call.
+
+    latent_kind   what z is (LatentKind); apps and modes declare the kinds they support
+    part_kind     the kind its posterior head and prior must have (checked from configs before data loads)
+    has_density   False: no ELBO (`latent_terms` absent; VQ-VAE: `vq_terms` instead)
+    tempered      True: latent_terms takes `temperature=` (Gumbel-softmax relaxation)
+    """
+
+    latent_kind: ClassVar[LatentKind] = LatentKind.CONTINUOUS
+    part_kind: ClassVar[LatentKind] = LatentKind.CONTINUOUS
+    has_density: ClassVar[bool] = True
+    tempered: ClassVar[bool] = False
+
+    def __init__(self, encoder: nn.Module, posterior: nn.Module, decoder: nn.Module, likelihood: nn.Module,
+                 prior: nn.Module, condition: nn.Module | None = None):
+        super().__init__()
+        check_parts(type(self), type(posterior), type(prior))
+        self.encoder, self.posterior, self.decoder = encoder, posterior, decoder
+        self.likelihood, self.prior, self.condition = likelihood, prior, condition
+
+    @property
+    def conditional(self) -> bool:
+        return self.condition is not None
+
+    @property
+    def has_posterior_mean(self) -> bool:
+        """Whether `posterior_mean` (and so `encode_point` for continuous families) exists."""
+        return self.posterior.has_mean
+
+    @property
+    def layer_dims(self) -> list[int]:
+        """Latent dims per stochastic layer, bottom first; one entry for single-layer families."""
+        raise NotImplementedError
+
+    # --- generation: z ~ p(z) in the prior's space, then p(x | z)
+    def prior_dist(self) -> Distribution:
+        return self.prior(self.encode)
+
+    def sample_latents(self, n: int, temperature: float = 1.0) -> torch.Tensor:
+        """n draws from p(z) (the top layer for hierarchies), Gaussian noise scaled by `temperature`."""
+        return temper(self.prior_dist(), temperature).sample((n,))
+
+    def generate(self, z: torch.Tensor, y: torch.Tensor | None = None, ancestral: bool = True,
+                 temperature: float = 1.0) -> Distribution:
+        """p(x | z) for prior draws z. Hierarchies: z_l ~ p(z_l | z_{l+1}) down to z_1 (ancestral), or the
+        conditional means (ancestral=False). Single-layer families: decode(z, y)."""
+        return self.decode(z, y)
+
+    def decode(self, z: torch.Tensor, y: torch.Tensor | None = None) -> Distribution:
+        raise NotImplementedError
+
+    def encode(self, x: torch.Tensor, y: torch.Tensor | None = None):
+        """q(z | x) as a Distribution (top layer for hierarchies); code grids: the codes (B, h, w)."""
+        raise NotImplementedError
+
+    # --- one point per image, for pictures and diagnostics
+    def posterior_mean(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """E_q[z | x] flattened over every layer, (B, sum_l D_l); only where `has_posterior_mean`."""
+        if not self.has_posterior_mean:
+            raise UserError(f"{type(self).__name__} with {type(self.posterior).__name__}: the posterior has no "
+                            f"closed-form mean")
+        return torch.cat(self.layer_means(x, y), dim=-1)
+
+    def layer_means(self, x: torch.Tensor, y: torch.Tensor | None = None) -> list[torch.Tensor]:
+        """E_q[z_l | x] per layer, bottom first, each (B, D_l) flattened."""
+        return [self.encode(x, y).mean.flatten(1)]
+
+    def encode_point(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """One point per image in the edit space (see LatentKind); continuous: the posterior mean."""
+        if not self.has_posterior_mean:
+            raise UserError(f"{type(self).__name__} with {type(self.posterior).__name__}: the posterior has no "
+                            f"closed-form mean to edit; use posterior=gaussian or mixture")
+        return self.encode(x, y).mean
+
+    def decode_point(self, z: torch.Tensor, y: torch.Tensor | None = None) -> Distribution:
+        """p(x | edit-space point z)."""
+        return self.decode(z, y)
+
+    def split_layers(self, per_dim: torch.Tensor) -> list[torch.Tensor]:
+        """(..., sum_l D_l) -> per-layer views [(..., D_1), ..., (..., D_L)], bottom first."""
+        return list(per_dim.split(self.layer_dims, dim=-1))
+
+
+def family_label(cls: type) -> str:
+    return f"{cls.__name__} ({cls.latent_kind.value} latents)"
+
+
+def check_parts(family: type, posterior: type, prior: type, names: dict | None = None) -> None:
+    """Refuse a posterior head or prior of another latent kind, from class declarations alone."""
+    names = names or {}
+    for group, part, base in (("posterior", posterior, PosteriorHead), ("prior", prior, Prior)):
+        if not issubclass(part, base):
+            raise ConfigError(f"{group}={names.get(group, part.__name__)} is not a {base.__name__} (models/base.py)")
+        kind = part.kind
+        if kind != family.part_kind:
+            raise ConfigError(f"{group}={names.get(group, part.__name__)} ({kind.value} latents) does not fit "
+                              f"{family_label(family)}{_model(names)}; {_fix(kind)}")
+    if prior.needs_posterior_density and not posterior.density_anywhere:
+        raise ConfigError(f"prior={names.get('prior', prior.__name__)} evaluates q(z|x) at arbitrary z, which "
+                          f"posterior={names.get('posterior', posterior.__name__)} (a flow) cannot: use "
+                          f"posterior=gaussian or mixture")
+
+
+def _model(names: dict) -> str:
+    return f" (model={names['model']})" if names.get("model") else ""
+
+
+def _fix(kind: LatentKind) -> str:
+    return {LatentKind.CATEGORICAL: "categorical latents need model=gumbel (its preset picks the parts)",
+            LatentKind.CODE_GRID: "code grids need model=vqvae (its preset picks the parts)"}.get(
+        kind, "leave posterior= and prior= to the model preset, or pick a continuous one (gaussian, standard_normal)")
+
+
+def check_objective_kind(family: type, objective: type, names: dict | None = None) -> None:
+    """An objective declares the model method it calls (`requires`) and, optionally, the kinds it fits."""
+    names = names or {}
+    kinds = getattr(objective, "latent_kinds", None)
+    needs_density = getattr(objective, "requires", "latent_terms") == "latent_terms"
+    if (kinds is not None and family.latent_kind not in kinds) or needs_density != family.has_density:
+        obj = names.get("objective", objective.__name__)
+        raise ConfigError(f"objective={obj} does not apply to {family_label(family)}{_model(names)}; leave "
+                          f"objective to the model preset (model=vqvae picks objective=vq, model=gumbel "
+                          f"objective=gumbel)")
+
+
+def require_kind(who: str, supported: frozenset, model_cls: type, instead: str) -> None:
+    """One UserError line when `model_cls` is of a kind `who` (an app or a mode) does not support."""
+    if model_cls.latent_kind not in supported:
+        raise UserError(f"{who} does not apply to {family_label(model_cls)}; {instead}")
