@@ -10,7 +10,8 @@ from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from vae_cli.apps.train import run_training
-from vae_cli.apps.prior import load_code_prior, load_vqvae
+from vae_cli.apps.prior import load_code_prior, require_code_grid
+from vae_cli.build import load_model_from_checkpoint
 from vae_cli.errors import UserError
 
 BIN = Path(sys.executable).parent
@@ -48,7 +49,7 @@ def test_family_trains_and_logs(cfg_factory, tmp_path, family, tags):
         assert "train/temperature" in scalars
     if family == "cvae":
         with pytest.raises(UserError, match="VQ-VAE checkpoint"):
-            load_vqvae(tmp_path / "checkpoints" / "last.pt", torch.device("cpu"))
+            load_model_from_checkpoint(tmp_path / "checkpoints" / "last.pt", torch.device("cpu"), check=require_code_grid)
 
 
 @pytest.mark.parametrize("variant", ["model=gumbel model.hard=true", "model=vqvae posterior.ema=true"])
@@ -99,9 +100,9 @@ def test_prior_stage_errors(tmp_path):
 
 
 @pytest.mark.parametrize("overrides, message", [
-    (["posterior=vq"], "works with model=vqvae"),
+    (["posterior=vq"], "code grids need model=vqvae"),
     (["model=vqvae", "objective=elbo"], "does not apply to VQVAE"),
-    (["model=gumbel", "posterior=gaussian"], "model=gumbel needs posterior=categorical"),
+    (["model=gumbel", "posterior=gaussian"], "does not fit CategoricalVAE"),
 ])
 def test_mismatched_parts_are_one_clear_error(cfg_factory, tmp_path, overrides, message):
     from vae_cli.errors import ConfigError

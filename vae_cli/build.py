@@ -93,8 +93,8 @@ def build_model(cfg: DictConfig, image_shape: tuple[int, int, int]) -> torch.nn.
     latent_dim = cfg.model.decoder.get("latent_dim") or posterior.out_features
     decoder = make(cfg.model.decoder, image_shape=image_shape, latent_dim=latent_dim + extra,
                    out_channels=likelihood.num_params * image_shape[0])
-    fills = {"image_shape": image_shape, "grid_shape": getattr(encoder, "grid_shape", None)}
-    prior = make(cfg.prior, **{name: fills[name] for name in target(cfg.prior).fill})  # e.g. VampPrior's image shape
+    fills = {"image_shape": lambda: image_shape, "grid_shape": lambda: tuple(encoder.grid_shape)}
+    prior = make(cfg.prior, **{name: fills[name]() for name in target(cfg.prior).fill})  # as the prior declares
     parts = {"condition": condition} if condition is not None else {}
     return make(cfg.model, encoder=encoder, decoder=decoder, posterior=posterior, likelihood=likelihood,
                 prior=prior, **parts)

@@ -36,7 +36,8 @@ class Traverse(Mode):
 
     name = "traverse"
     kinds = frozenset({LatentKind.CONTINUOUS, LatentKind.HIERARCHY, LatentKind.CATEGORICAL})
-    instead = "a code grid has no ordered dims to traverse: use mode=interpolate (pre-quantization space) or mode=reconstruct"
+    instead = ("a code grid has no ordered dims to traverse: use mode=interpolate (pre-quantization space) or "
+               "mode=reconstruct")
 
     def __init__(self, image: int = 0, dims: int | None = 10, steps: int = 9, low: float = -3.0, high: float = 3.0):
         counts("mode=traverse", steps=steps, **({} if dims is None else {"dims": dims}))

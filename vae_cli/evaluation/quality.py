@@ -123,7 +123,7 @@ def sample_quality(model, data: ImageData, device: torch.device, root: str | Non
     real = data.test.images[:num_samples].to(device).float() / 255.0
     labels = data.test.labels[:num_samples].to(device)  # offered to conditional decoders; others ignore them
     z = model.prior_dist().sample((len(real),))  # (N, D)
-    fake = torch.cat([model.likelihood.mean(model.decode(zc, yc)) for zc, yc in zip(z.split(1000), labels.split(1000))])
+    fake = torch.cat([model.likelihood.mean(model.generate(zc, yc)) for zc, yc in zip(z.split(1000), labels.split(1000))])
     real_f, _ = features_and_probs(net, real)
     fake_f, probs = features_and_probs(net, fake)
     return {"classifier_fd": frechet_distance(real_f, fake_f), "num_samples": len(real),

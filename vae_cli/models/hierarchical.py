@@ -115,7 +115,7 @@ class HierarchicalVAE(Family):
         and for l < L the KL(q(z_l | z_{l+1}, x) || p(z_l | z_{l+1})) given the sampled z_{l+1}, averaged over S."""
         ds = self.encoder.features(x)
         q, p = self.posterior(ds[-1]), self.prior_dist()
-        z_top, log_qz = sample_with_log_prob(q, num_samples)  # (S, B, D_L), (S, B)
+        z_top, log_qz = sample_with_log_prob(q, num_samples, self.posterior.density_anywhere)  # (S, B, D_L), (S, B)
         z, log_pz = z_top, p.log_prob(z_top)
         top_dims = kl_per_dim(q, p)  # (B, D_L) or None
         kl_dims, kl_layers = [top_dims], [top_dims.sum(-1) if top_dims is not None else (log_qz - log_pz).mean(0)]

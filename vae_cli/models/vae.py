@@ -9,10 +9,11 @@ from vae_cli.models.conditioning import with_label
 __all__ = ["VAE", "LatentTerms", "sample_with_log_prob", "kl_per_dim"]
 
 
-def sample_with_log_prob(q: Distribution, num_samples: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """S reparameterized draws (S, B, D) and their log q (S, B). Flows score their own samples (no inverse)
-    through an `rsample_with_log_prob` hook; other distributions through log_prob."""
-    if hasattr(q, "rsample_with_log_prob"):
+def sample_with_log_prob(q: Distribution, num_samples: int, density_anywhere: bool = True
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
+    """S reparameterized draws (S, B, D) and their log q (S, B). Heads that declare no density anywhere (flows)
+    score their own samples (no inverse) through `rsample_with_log_prob`; others through log_prob."""
+    if not density_anywhere:
         return q.rsample_with_log_prob((num_samples,))
     z = q.rsample((num_samples,))
     return z, q.log_prob(z)
@@ -60,7 +61,7 @@ class VAE(Family):
     def latent_terms(self, x: torch.Tensor, y: torch.Tensor | None = None, num_samples: int = 1) -> LatentTerms:
         """Draw S reparameterized z ~ q(z|x) and score them under the likelihood, prior and posterior."""
         q, p = self.encode(x, y), self.prior_dist()
-        z, log_qz = sample_with_log_prob(q, num_samples)  # (S, B, D), (S, B)
+        z, log_qz = sample_with_log_prob(q, num_samples, self.posterior.density_anywhere)  # (S, B, D), (S, B)
         return LatentTerms(self.decode(z, y).log_prob(x), p.log_prob(z), log_qz, kl_per_dim(q, p), None, z, q, p)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> Distribution:
