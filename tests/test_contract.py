@@ -118,6 +118,17 @@ def test_latent_terms_carry_z_q_p_and_a_per_layer_view():
     assert [m.shape[1] for m in model.layer_means(x)] == [5, 3]
 
 
+def test_hierarchical_traverse_orders_the_top_layer_by_its_kl():
+    from vae_cli.apps.latent_modes import top_layer_order
+
+    model = hierarchical()
+    x = torch.rand(8, 1, 28, 28).bernoulli()
+    order = top_layer_order(model, x, None)
+    top_kl = model.split_layers(model.latent_terms(x, None, 1).kl_per_dim)[-1]
+    assert top_kl.shape == (8, 3)  # the top layer's closed-form KL: the same for every sample
+    assert torch.equal(order, torch.argsort(top_kl.mean(0), descending=True))
+
+
 def test_ema_quantizes_with_the_codebook_it_assigned_with():
     """In training, z_q must be the old codebook's vectors of the assigned codes (update after the lookup)."""
     torch.manual_seed(0)

@@ -97,15 +97,3 @@ def test_prior_stage_errors(tmp_path):
     cfg.ckpt = str(tmp_path / "nope.pt")
     with pytest.raises(UserError, match="does not exist"):
         fit_code_prior(cfg, tmp_path)
-
-
-@pytest.mark.parametrize("overrides, message", [
-    (["posterior=vq"], "code grids need model=vqvae"),
-    (["model=vqvae", "objective=elbo"], "does not apply to VQVAE"),
-    (["model=gumbel", "posterior=gaussian"], "does not fit CategoricalVAE"),
-])
-def test_mismatched_parts_are_one_clear_error(cfg_factory, tmp_path, overrides, message):
-    from vae_cli.errors import ConfigError
-
-    with pytest.raises(ConfigError, match=message):
-        run_training(cfg_factory("trainer=debug", "max_steps=1", *overrides), tmp_path)
