@@ -17,17 +17,22 @@ from vae_cli.apps.evaluate import run_eval
 from vae_cli.apps.prior import fit_code_prior
 from vae_cli.apps.sample import run_sample
 from vae_cli.apps.train import run_training
+from vae_cli import configs
+from vae_cli.build import target
 from vae_cli.errors import UserError
+from vae_cli.models.base import LatentKind
 
 BIN = Path(sys.executable).parent
 TINY = ["trainer=debug", "max_steps=4", "trainer.eval_every=4", "trainer.log_every=2", "dataset.num_train=96",
         "dataset.num_val=64", "dataset.num_test=64", "trainer.num_images=4", "device=cpu", "latent_dim=4"]
 MLP = ["model.encoder.hidden_sizes=[32]", "model.decoder.hidden_sizes=[32]"]
-FAMILIES = {
+SMALL = {  # tiny sizes per preset; a new preset in configs/model/ joins the matrix at its default sizes
     "mlp": MLP,
     "conv": ["model=conv", "model.encoder.channels=[4,8]", "model.encoder.hidden=16", "model.decoder.channels=[8,4]",
              "model.decoder.hidden=16"],
     "cvae": ["model=cvae", *MLP],
+    "cvae_conv": ["model=cvae_conv", "model.encoder.channels=[4,8]", "model.encoder.hidden=16",
+                  "model.decoder.channels=[8,4]", "model.decoder.hidden=16"],
     "hierarchical": ["model=hierarchical", "model.lower_dims=[6]", "model.hidden_sizes=[16]",
                      "model.encoder.hidden_sizes=[32]", "model.encoder.block_sizes=[[16]]",
                      "model.decoder.hidden_sizes=[32]"],
@@ -35,6 +40,8 @@ FAMILIES = {
     "vqvae": ["model=vqvae", "posterior.num_codes=8", "posterior.code_dim=4", "model.encoder.channels=[4,8]",
               "model.decoder.channels=[8,4]"],
 }
+FAMILIES = {p.stem: SMALL.get(p.stem, [f"model={p.stem}"]) for p in sorted((Path(configs.__path__[0]) / "model")
+                                                                              .glob("*.yaml"))}
 MODES = {  # small knobs so the matrix stays fast; the defaults of each mode are tested in test_sample.py
     "prior": ["mode.num=4", "mode.nrow=2"],
     "reconstruct": ["mode.num=4", "mode.pairs_per_row=2"],
@@ -43,11 +50,17 @@ MODES = {  # small knobs so the matrix stays fast; the defaults of each mode are
     "arithmetic": ["mode.num=2", "mode.scales=[0,1]"],
     "latent_map": ["mode.grid_size=3"],
 }
-REFUSED = {  # (family, app) -> what the one line must say; every other pair writes its output
-    ("vqvae", "traverse"): "mode=traverse does not apply to VQVAE (code grid latents); a code grid has no ordered "
-                           "dims to traverse: use mode=interpolate",
-    **{(f, "vae-prior"): "vae-prior does not apply to" for f in FAMILIES if f != "vqvae"},
-}
+
+
+def refusal(kind: LatentKind, app: str) -> str | None:
+    """What the one line must say for a (latent kind, app) pair that cannot work; None: it writes its output."""
+    if kind == LatentKind.CODE_GRID and app == "traverse":
+        return "mode=traverse does not apply to VQVAE (code grid latents); a code grid has no ordered dims"
+    if kind != LatentKind.CODE_GRID and app == "vae-prior":
+        return "vae-prior does not apply to"
+    return None
+
+
 APPS = ["vae-eval", *MODES, "vae-prior"]
 
 
@@ -60,13 +73,16 @@ def prior_cfg(ckpt: Path, *overrides: str):
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict[str, Path]:
-    """family -> its last.pt; the VQ-VAE also gets its code prior (prior.pt) so every mode can run."""
-    out = {}
+    """family -> its last.pt; code-grid families also get their code prior (prior.pt) so every mode can run."""
+    out, kinds = {}, {}
     for family, overrides in FAMILIES.items():
-        run = tmp_path_factory.mktemp(family)
-        run_training(make_cfg(*TINY, *overrides), run)
+        run, cfg = tmp_path_factory.mktemp(family), make_cfg(*TINY, *overrides)
+        kinds[family] = target(cfg.model).latent_kind
+        run_training(cfg, run)
         out[family] = run / "checkpoints" / "last.pt"
-    fit_code_prior(prior_cfg(out["vqvae"]), tmp_path_factory.mktemp("vq_prior"))
+        if kinds[family] == LatentKind.CODE_GRID:
+            fit_code_prior(prior_cfg(out[family]), tmp_path_factory.mktemp(f"{family}_prior"))
+    out["kinds"] = kinds
     return out
 
 
@@ -84,16 +100,17 @@ def run_app(app: str, ckpt: Path, out: Path):
 @pytest.mark.parametrize("app", APPS)
 @pytest.mark.parametrize("family", list(FAMILIES))
 def test_every_family_through_every_app(runs, tmp_path, family, app):
-    if (family, app) in REFUSED:
+    kind = runs["kinds"][family]
+    if refusal(kind, app) is not None:
         with pytest.raises(UserError) as e:
             run_app(app, runs[family], tmp_path)
-        assert "\n" not in str(e.value) and REFUSED[family, app] in str(e.value)
+        assert "\n" not in str(e.value) and refusal(kind, app) in str(e.value)
         return
     result = run_app(app, runs[family], tmp_path)
     if app == "vae-eval":
         record = json.loads((tmp_path / "metrics.json").read_text())
         assert record["family"] and record["distortion"] > 0
-        assert ("elbo" in record) != (family == "vqvae")
+        assert ("elbo" in record) != (kind == LatentKind.CODE_GRID)
     elif app == "vae-prior":
         assert result["val_bits_per_code"] > 0
     else:

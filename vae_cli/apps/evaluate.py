@@ -18,9 +18,11 @@ from vae_cli.evaluation.collapse import collapse_report
 from vae_cli.evaluation.codes import code_metrics
 from vae_cli.evaluation.iw_nll import score_split, split_metrics
 from vae_cli.evaluation.quality import sample_quality
+from vae_cli.models.base import LatentKind, require_kind
 
 log = logging.getLogger("vae_cli")
 SPLITS = ("test", "val")
+KINDS = frozenset(LatentKind)  # every family: density families get ELBO / IW-NLL / collapse; the VQ-VAE code numbers
 
 
 def check_eval_config(cfg: DictConfig) -> None:
@@ -37,7 +39,8 @@ def run_eval(cfg: DictConfig) -> dict:
     """Evaluate a checkpoint on a held-out split; returns (and writes) the metrics record."""
     start = time.perf_counter()
     check_eval_config(cfg)
-    ckpt, model, data, state, device = load(cfg, "vae-eval")
+    ckpt, model, data, state, device = load(cfg, "vae-eval", check=lambda family: require_kind("vae-eval", KINDS,
+                                                                                               family, ""))
     split = getattr(data, cfg.split)
     x = prepare_fixed(model.likelihood.prepare, split.images[: cfg.num_examples].to(device), cfg.seed)
     y = split.labels[: cfg.num_examples].to(device)
