@@ -18,6 +18,20 @@ def _fail(e: Exception) -> None:
     sys.exit(EXIT_USER_ERROR)
 
 
+def _check_argv(tool: str, config_name: str) -> None:
+    """A misspelled key or group option: one line with the closest names, exit 2, before Hydra composes.
+    Also registers the resolvers that fill the --help page (configs/hydra/help/)."""
+    from vae_cli.cli_help import register_help_resolvers
+    from vae_cli.overrides import check_overrides
+
+    register_help_resolvers()
+    try:
+        check_overrides(config_name, sys.argv)
+    except UserError as e:
+        print(f"{tool}: error: {e}", file=sys.stderr)
+        sys.exit(EXIT_USER_ERROR)
+
+
 def _train(cfg: DictConfig) -> float:
     from vae_cli.training import distributed, sweeps
     from vae_cli.build import resolve_device
@@ -53,6 +67,7 @@ def train_main() -> None:
         _fail(e)
     register_resolvers()
     sys.argv += worker_overrides(sys.argv[1:])  # torchrun ranks > 0 leave the run dir to rank 0
+    _check_argv("vae-train", "train")
     hydra.main(config_path=CONFIG_PATH, config_name="train", version_base="1.3")(_train)()
 
 
@@ -78,11 +93,13 @@ def _sample(cfg: DictConfig) -> None:
 
 def eval_main() -> None:
     """`vae-eval ckpt=...`: test ELBO, importance-weighted NLL, collapse report, sample quality."""
+    _check_argv("vae-eval", "eval")
     hydra.main(config_path=CONFIG_PATH, config_name="eval", version_base="1.3")(_eval)()
 
 
 def sample_main() -> None:
     """`vae-sample ckpt=... mode=...`: prior samples, reconstructions, interpolations, traversals ..."""
+    _check_argv("vae-sample", "sample")
     hydra.main(config_path=CONFIG_PATH, config_name="sample", version_base="1.3")(_sample)()
 
 
@@ -99,4 +116,5 @@ def _prior(cfg: DictConfig) -> float:
 
 def prior_main() -> None:
     """`vae-prior ckpt=...`: fit the autoregressive code prior of a trained VQ-VAE (its second stage)."""
+    _check_argv("vae-prior", "code_prior")
     hydra.main(config_path=CONFIG_PATH, config_name="code_prior", version_base="1.3")(_prior)()
