@@ -75,6 +75,17 @@ def parse(argv: list[str]):
         return None
 
 
+def run_suffix(override_dirname) -> str:
+    """'' or '_beta=4,model=conv': a single run's overrides in its dir name, as multirun names its jobs
+    (resume= is excluded in train.yaml; '/' in values would nest dirs, so it becomes '-')."""
+    name = str(override_dirname or "").replace("/", "-")[:150]
+    return f"_{name}" if name else ""
+
+
+def register_run_name_resolver() -> None:
+    OmegaConf.register_new_resolver("vae_run_suffix", run_suffix, replace=True)
+
+
 def check_overrides(config_name: str, argv: list[str]) -> None:
     """Raise a one-line UserError for the first override naming an unknown key or group option."""
     from hydra.core.override_parser.types import OverrideType
