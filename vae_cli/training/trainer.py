@@ -33,12 +33,12 @@ class RunState:
 
 class Trainer:
     def __init__(self, max_steps: int, batch_size: int = 128, lr: float = 1e-3, weight_decay: float = 0.0,
-                 grad_clip: float | None = None, log_every: int = 100, eval_every: int = 1000,
+                 grad_clip: float | None = None, log_every: int = 100, eval_every: int | None = 1000,
                  eval_batch_size: int = 1000, precision: str = "fp32", num_images: int = 64, seed: int = 0,
                  keep_last: int = 3, nonfinite: str = "raise", max_skips: int = 10,
                  compile: bool = False, compile_mode: str | None = None, tf32: bool = True, fused_adam: bool = True,
                  channels_last: bool = False, progress: str | bool = "auto", progress_every_s: float = 30.0):
-        if max_steps <= 0 or lr <= 0 or log_every <= 0 or eval_every <= 0 or eval_batch_size <= 0:
+        if max_steps <= 0 or lr <= 0 or log_every <= 0 or (eval_every or 1) <= 0 or eval_batch_size <= 0:
             raise ConfigError(f"trainer: max_steps={max_steps}, lr={lr}, log_every={log_every}, "
                               f"eval_every={eval_every}, eval_batch_size={eval_batch_size} must all be > 0")
         if precision not in ("fp32", "bf16"):
@@ -84,6 +84,7 @@ class Trainer:
         purge = None if resume is None else state.step + 1  # TensorBoard drops what the lost run logged later
         self.logger = RunLogger(Path(run_dir) / "tb", config_yaml, hparams, purge_step=purge) \
             if distributed.is_main() else distributed.NullLogger()
+        self.eval_every = self.eval_every or max(len(data.train) // self.batch_size, 1)  # null: once per epoch
         self.bar = open_progress(self, model, len(data.train), Path(run_dir), state.step)
         try:
             if resume is None:
