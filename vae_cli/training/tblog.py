@@ -4,7 +4,7 @@ The layout a new user opens on: TensorBoard orders sections by the tag prefix be
 alphabetically, so the four headline curves are also written under headline/ (elbo_val, elbo_train,
 rate_val, distortion_val, bits_per_dim_val), which sorts before kl_per_dim/ (one card per latent dim),
 the image sections and the full train/ and val/ sections. The step-0 validation of the untrained model
-(ELBO around -550 on MNIST) goes to the Text tab, not to the val/ curves, whose axis it would squash.
+(ELBO around -550 on MNIST) goes to val_at_step_0/, not to the val/ curves, whose axis it would squash.
 """
 from pathlib import Path
 
@@ -14,6 +14,7 @@ from torch.utils.tensorboard.summary import hparams as hparams_summary
 
 HPARAM_METRICS = ("val/elbo", "val/bits_per_dim", "val/rate", "val/active_units")
 HEADLINE = {"train": ("elbo",), "val": ("elbo", "rate", "distortion", "bits_per_dim")}
+INIT = "val_at_step_0"  # sorts after val/: the step-0 validation, one point per card
 
 
 class RunLogger:
@@ -37,10 +38,7 @@ class RunLogger:
             self.writer.file_writer.add_summary(summary)
 
     def scalars(self, prefix: str, metrics: dict[str, float], step: int) -> None:
-        if prefix == "val" and step == 0:  # the untrained model: a note, not the first point of every val/ curve
-            text = "  \n".join(f"{k}: {v:.4g}" for k, v in metrics.items())
-            self.writer.add_text("val/at_step_0", text, 0)
-            return
+        prefix = INIT if prefix == "val" and step == 0 else prefix  # the untrained model: not on the val/ axes
         for name, value in metrics.items():
             self.writer.add_scalar(f"{prefix}/{name}", value, step)
         for name in HEADLINE.get(prefix, ()):
