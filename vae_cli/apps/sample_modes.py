@@ -1,4 +1,4 @@
-"""vae-sample modes: one small class per picture (vae_cli/sample_configs/mode/*.yaml). Each maps a `Context` to named
+"""vae-sample modes: one small class per picture (configs/mode/*.yaml). Each maps a `Context` to named
 image grids (C, H', W') in [0, 1], made with torchvision.utils.make_grid."""
 from dataclasses import dataclass
 
