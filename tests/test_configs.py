@@ -12,7 +12,6 @@ from vae_cli.errors import ConfigError, DataError
 CONFIGS = REPO / "configs"
 GROUPS = sorted(p.name for p in CONFIGS.iterdir() if p.is_dir() and not p.name.startswith("_"))
 PLUGIN_GROUPS = {"launcher", "sweeper"}  # Hydra plugin presets (optional extra): tests/test_sweeps.py
-PLUGIN_GROUPS |= {"mode"}  # vae-sample's group (configs/sample.yaml): tests/test_sample.py
 OPTIONS = [(g, f.stem) for g in GROUPS if g not in PLUGIN_GROUPS for f in sorted((CONFIGS / g).glob("*.yaml"))]
 # options that only make sense together with others
 COMPANIONS = {("dataset", "cifar10"): ["likelihood=gaussian"],

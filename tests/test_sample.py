@@ -62,7 +62,8 @@ def test_arithmetic_and_latent_scatter_on_a_checkpoint(ckpt, tmp_path):
     paths = sample(ckpt, tmp_path, "mode=arithmetic", f"mode.a={a}", f"mode.b={b}", f"mode.target={target}",
                    "mode.num=2", "mode.scales=[0,1]")
     n_rows = min(2, int((labels == target).sum()))
-    assert Image.open(paths[f"arithmetic_{a}-{b}+{target}"]).size == grid_shape(3 * n_rows, 3)[:0:-1]
+    _, h, w = grid_shape(5 * n_rows, 5)  # columns a, b, c, c + 0 (a-b), a-b+c; scaled x3, a 16 px label strip
+    assert Image.open(paths[f"arithmetic_{a}-{b}+{target}"]).size == (3 * w, 3 * h + 16)
     pytest.importorskip("matplotlib")
     scatter = Image.open(sample(ckpt, tmp_path, "mode=latent_map")["latent_scatter"])
     assert scatter.mode == "RGB" and min(scatter.size) > 200

@@ -128,7 +128,7 @@ def test_bad_input_through_the_real_cli_prints_one_line(tmp_path):
     fuzzed = [random_bad_overrides(rng)[0] for _ in range(1)]
     (tmp_path / "taken" / "checkpoints").parent.mkdir()
     (tmp_path / "taken" / "checkpoints").write_text("a file where the checkpoint dir should be")
-    cases = [(["latnt_dim=3"], "latnt_dim"), (["model=convv"], "Available options in 'model'"),
+    cases = [(["latnt_dim=3"], "did you mean 'latent_dim'?"), (["model=convv"], "closest first: conv,"),
              ([f"hydra.run.dir={tmp_path / 'taken'}"], "cannot write checkpoints"),
              *[(f, "vae-train: error: ") for f in fuzzed]]
     procs = [start("trainer=debug", *args, f"hydra.run.dir={tmp_path / str(i)}") if "hydra.run.dir" not in args[0]
@@ -136,7 +136,4 @@ def test_bad_input_through_the_real_cli_prints_one_line(tmp_path):
     for proc, (args, expected) in zip(procs, cases):
         out, err = proc.communicate(timeout=180)
         assert proc.returncode != 0 and "Traceback" not in err and expected in err, (args, err)
-        if expected.startswith(("latnt", "Available")):  # Hydra's own message, with the valid choices
-            assert "conv" in err if "model" in expected else "not in struct" in err
-        else:
-            one_error_line(err)
+        one_error_line(err)  # typos too: one line with the closest names (vae_cli/overrides.py)

@@ -3,6 +3,7 @@
 No per-sample Python in the hot loop: a batch is `images[idx]`, then the likelihood's `prepare`
 (dynamic binarization or uniform dequantization) runs on the whole batch on the device.
 """
+import logging
 import os
 import shutil
 from dataclasses import dataclass, replace
@@ -15,6 +16,7 @@ import torchvision
 
 from vae_cli.errors import ConfigError, DataError
 
+log = logging.getLogger("vae_cli")
 BUNDLED = Path(__file__).parent / "assets"  # the four official MNIST .gz files ship with the package
 
 
@@ -59,7 +61,7 @@ def torchvision_images(name: str, root: str | None = None, val_size: int = 5000,
 
     Files already under `root` are used as they are; otherwise torchvision downloads them if `download`."""
     cls = getattr(torchvision.datasets, name)
-    path = data_root(root)
+    path = unpack_dir(cls, data_root(root))
     if name == "MNIST":
         _install_bundled_mnist(path)
     # Archives already on disk pass torchvision's md5 check: "download" then only unpacks, never fetches.
@@ -70,6 +72,43 @@ def torchvision_images(name: str, root: str | None = None, val_size: int = 5000,
     perm = torch.randperm(len(train), generator=torch.Generator().manual_seed(split_seed))
     val, train = (Split(train.images[i], train.labels[i]) for i in (perm[:val_size], perm[val_size:]))
     return ImageData(name, train, val, test, len(cls.classes), binarizable)
+
+
+def _archive_folder(cls, root: Path) -> Path:
+    return root / cls.__name__ / "raw" if hasattr(cls, "resources") else root  # MNIST family / CIFAR
+
+
+def _unpacked(cls, root: Path) -> bool:
+    if hasattr(cls, "resources"):
+        return all((root / cls.__name__ / "raw" / Path(f).stem).exists() for f, _ in cls.resources)
+    return (root / cls.base_folder).exists()
+
+
+def _can_write(folder: Path) -> bool:
+    """Whether `folder` is writable, or can be made: its nearest existing ancestor is writable."""
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return os.access(folder, os.W_OK | os.X_OK)
+
+
+def unpack_dir(cls, root: Path) -> Path:
+    """`root` when torchvision can unpack its archives there (or finds them unpacked). A read-only data dir
+    is copied (archives only) to ~/.cache/vae-cli/unpacked, where torchvision unpacks them instead."""
+    if _unpacked(cls, root) or _can_write(_archive_folder(cls, root)):
+        return root
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "vae-cli" / "unpacked"
+    try:
+        target = _archive_folder(cls, cache)
+        target.mkdir(parents=True, exist_ok=True)
+        for src in _archive_folder(cls, root).glob("*") if _archive_folder(cls, root).is_dir() else []:
+            if src.is_file() and not (target / src.name).exists():
+                shutil.copyfile(src, target / src.name)
+    except OSError as e:
+        raise DataError(f"the data dir {root} is read-only and {cache} is not writable either ({e.strerror}): "
+                        f"torchvision unpacks the archives next to them; set VAE_DATA_DIR (or data_dir=...) "
+                        f"to a writable directory") from None
+    log.info(f"the data dir {root} is read-only: unpacking {cls.__name__} into {cache} instead")
+    return cache
 
 
 def _install_bundled_mnist(root: Path) -> None:

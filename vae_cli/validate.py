@@ -39,7 +39,7 @@ RULES = {
     "max_epochs": OPT_POSITIVE_INT, "resume": RESUME,
     "objective.beta": NONNEG, "objective.free_bits": NONNEG, "objective.num_samples": POSITIVE_INT,
     "trainer.batch_size": POSITIVE_INT, "trainer.lr": POSITIVE, "trainer.weight_decay": NONNEG,
-    "trainer.grad_clip": OPT_POSITIVE, "trainer.log_every": POSITIVE_INT, "trainer.eval_every": POSITIVE_INT,
+    "trainer.grad_clip": OPT_POSITIVE, "trainer.log_every": POSITIVE_INT, "trainer.eval_every": OPT_POSITIVE_INT,
     "trainer.eval_batch_size": POSITIVE_INT, "trainer.num_images": POSITIVE_INT,
     "trainer.keep_last": NONNEG_INT, "trainer.max_skips": POSITIVE_INT,
     "trainer.precision": (lambda x: x in ("fp32", "bf16"), "fp32 or bf16"),

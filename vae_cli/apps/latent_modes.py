@@ -70,34 +70,68 @@ class Traverse(Mode):
 
 
 class Arithmetic(Mode):
-    """Latent arithmetic in the edit space: v = mean point of class `a` minus that of class `b`, added with
-    weights `scales` to `num` test images of class `target`. Row: [input, decode(z + s v) for s in scales]."""
+    """Latent arithmetic a - b + c in the edit space: v = mean point of class `a` minus that of class `b` (each
+    over up to `per_class` test images), added with weights `scales` to `num` test images of class `target` (c).
+    Columns, labelled above the grid: decode(mean a), decode(mean b), the image c, decode(z_c + s v) per
+    weight s; s = 1 is a - b + c (also the name of the column)."""
 
     name = "arithmetic"
 
     def __init__(self, a: int = 9, b: int = 4, target: int = 7, num: int = 8,
-                 scales: list[float] = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5)):
-        counts("mode=arithmetic", num=num)
+                 scales: list[float] = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5), per_class: int = 1000):
+        counts("mode=arithmetic", num=num, per_class=per_class)
         if not scales:
             raise UserError("mode=arithmetic: mode.scales is empty; give at least one weight, e.g. [0, 1]")
         finite("mode=arithmetic", **{f"scales[{i}]": s for i, s in enumerate(scales)})
         self.a, self.b, self.target, self.num, self.scales = a, b, target, num, list(scales)
+        self.per_class = per_class
 
     @torch.no_grad()
     def class_mean(self, ctx: Context, label: int) -> torch.Tensor:
-        idx = class_indices(ctx, label, "mode=arithmetic")[:2000]
-        return ctx.model.encode_point(ctx.x[idx], ctx.y[idx]).mean(0)  # (...)
+        idx = class_indices(ctx, label, "mode=arithmetic")[: self.per_class]
+        return torch.cat([ctx.model.encode_point(ctx.x[i], ctx.y[i]) for i in idx.split(500)]).mean(0)  # (...)
 
-    def __call__(self, ctx: Context) -> dict[str, torch.Tensor]:
-        v = self.class_mean(ctx, self.a) - self.class_mean(ctx, self.b)  # (...)
+    def columns(self, ctx: Context) -> torch.Tensor:
+        """(R, 3 + S, C, H, W): [mean a, mean b, c, c + s (a - b) for s in scales] for R images c."""
+        mean_a, mean_b = self.class_mean(ctx, self.a), self.class_mean(ctx, self.b)
         idx = class_indices(ctx, self.target, "mode=arithmetic")[: self.num]
         x, y = ctx.x[idx], ctx.y[idx]
         z = ctx.model.encode_point(x, y)  # (R, ...)
+        v = mean_a - mean_b
         s = torch.tensor(self.scales, device=z.device).view(1, -1, *([1] * v.ndim))
         shifted = z[:, None] + s * v  # (R, S, ...)
         images = decode_mean(ctx.model, shifted.flatten(0, 1), y.repeat_interleave(len(self.scales)))
-        rows = torch.cat([x[:, None].float(), images.view(len(idx), len(self.scales), *x.shape[1:])], dim=1)
-        return {f"arithmetic_{self.a}-{self.b}+{self.target}": grid(rows.flatten(0, 1), len(self.scales) + 1)}
+        ends = decode_mean(ctx.model, torch.stack([mean_a, mean_b]), torch.tensor([self.a, self.b], device=z.device))
+        return torch.cat([ends[None].expand(len(idx), -1, -1, -1, -1), x[:, None].float(),
+                          images.view(len(idx), len(self.scales), *x.shape[1:])], dim=1)
+
+    def labels(self) -> list[str]:
+        def name(s: float) -> str:
+            return "a-b+c" if s == 1 else "c" if s == 0 else f"c+{s:g}(a-b)"
+
+        return [f"a={self.a}", f"b={self.b}", f"c={self.target}", *(name(s) for s in self.scales)]
+
+    @staticmethod
+    def labelled(picture: torch.Tensor, labels: list[str], cell: int) -> torch.Tensor:
+        """The grid (C, H, W) scaled up to >= 72 px per column, with one label per column drawn above it."""
+        from PIL import Image, ImageDraw
+
+        k = max(1, -(-72 // cell))
+        big = torch.nn.functional.interpolate(picture[None], scale_factor=k, mode="nearest")[0]
+        rgb = (big.expand(3, -1, -1) * 255).round().byte().permute(1, 2, 0).numpy()
+        canvas = Image.new("RGB", (rgb.shape[1], rgb.shape[0] + 16), "white")
+        canvas.paste(Image.fromarray(rgb), (0, 16))
+        draw = ImageDraw.Draw(canvas)
+        for j, text in enumerate(labels):
+            width = draw.textlength(text)
+            draw.text((j * cell * k + (cell * k - width) / 2, 2), text, fill="black")
+        return pil_to_tensor(canvas).float() / 255.0
+
+    def __call__(self, ctx: Context) -> dict[str, torch.Tensor]:
+        rows = self.columns(ctx)
+        picture = grid(rows.flatten(0, 1), rows.shape[1])
+        cell = rows.shape[-1] + 2  # make_grid's padding
+        return {f"arithmetic_{self.a}-{self.b}+{self.target}": self.labelled(picture, self.labels(), cell)}
 
 
 class LatentMap(Mode):

@@ -1,5 +1,6 @@
 """vae-train: build everything from the config, check it, train, and return the final validation metrics."""
 import logging
+import time
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -9,6 +10,7 @@ from vae_cli.build import (build_data, build_model, build_objective, check_compa
 from vae_cli.pictures import summary
 from vae_cli.training import distributed
 from vae_cli.training.checkpoint import seed_everything
+from vae_cli.training.progress import clock
 from vae_cli.training.resume import check_resumable, find_checkpoint, wants_resume
 from vae_cli.validate import check_writable, validate_data
 
@@ -28,7 +30,7 @@ def run_training(cfg: DictConfig, run_dir: str | Path, choices: dict | None = No
     """Build everything from `cfg`, train, and return the final validation metrics.
 
     Every check runs before the first step; `stop` (signals.StopFlag) asks the trainer to save and stop."""
-    choices = choices or {}
+    choices, started = choices or {}, time.monotonic()
     check_config(cfg)
     check_kinds(cfg, choices)  # group options that cannot combine, from the declared kinds, before data loads
     device = distributed.rank_device(resolve_device(cfg.device))
@@ -52,5 +54,6 @@ def run_training(cfg: DictConfig, run_dir: str | Path, choices: dict | None = No
         log.info(f"resuming from {resume[1]}")
     val = trainer.fit(model, objective, data, device, Path(run_dir), config, OmegaConf.to_yaml(cfg, resolve=True),
                       hparams(cfg, choices), resume=resume and resume[0], stop=stop)
-    log.info(f"done: val {summary(val)} after {cfg.max_steps} steps; run dir {Path(run_dir).resolve()}")
+    log.info(f"done: val {summary(val)} after {cfg.max_steps} steps in {clock(time.monotonic() - started)}; "
+             f"run dir {Path(run_dir).resolve()}; best checkpoint {Path(run_dir).resolve() / 'checkpoints' / 'best.pt'}")
     return val

@@ -1,9 +1,12 @@
 """An offline sample-quality score: a Fréchet distance in the feature space of a small classifier.
 
-The classifier is trained once per dataset on its training split (a few seconds on a CPU) and cached next
-to the data. NOT comparable with Inception FID: the features, their dimension and the images they see
-differ, so the numbers only rank models of the same dataset evaluated by this tool.
+MNIST and Fashion-MNIST use weights shipped with the package (made by scripts/train_classifier.py with a
+fixed seed, checked by sha256 at load), so their distances are comparable across machines and installs.
+Other datasets train one once on their training split and cache it next to the data. NOT comparable with
+Inception FID: the features, their dimension and the images they see differ, so the numbers only rank
+models of the same dataset evaluated by this tool.
 """
+import hashlib
 import logging
 import math
 from pathlib import Path
@@ -13,9 +16,15 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from vae_cli.data import ImageData, data_root
+from vae_cli.errors import UserError
 
 log = logging.getLogger("vae_cli")
 FEATURES = 128
+ASSETS = Path(__file__).resolve().parents[1] / "assets" / "classifiers"
+SHIPPED = {  # dataset name -> sha256 of ASSETS/<name>.pt, as printed by scripts/train_classifier.py
+    "MNIST": "591f627e9ce841799519671c8bff02a1c16a534ca49fdcc5f5df38f8acd820ef",
+    "FashionMNIST": "4d8a04273fabc99eff9c0c5298d411c980874de1f283209de68561a905398487",
+}
 
 
 class SmallClassifier(nn.Module):
@@ -56,8 +65,34 @@ def train_classifier(data: ImageData, device: torch.device, epochs: int = 2, see
     return net.eval()
 
 
+def save_weights(net: SmallClassifier, path: Path) -> None:
+    """The state dict in float16 (half the bytes; features move by ~1e-3 relative)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({k: v.half() for k, v in net.state_dict().items()}, path)
+
+
+def load_weights(path: Path, data: ImageData) -> SmallClassifier:
+    net = SmallClassifier(data.image_shape[0], data.num_classes)
+    net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))  # copies cast to float32
+    return net.eval()
+
+
+def shipped_classifier(data: ImageData) -> SmallClassifier | None:
+    """The packaged weights for this dataset (checksum verified), or None if none ship for it."""
+    path = ASSETS / f"{data.name}.pt"
+    if data.name not in SHIPPED or data.image_shape != (1, 28, 28) or not path.is_file():
+        return None
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if digest != SHIPPED[data.name]:
+        raise UserError(f"the packaged classifier {path} has sha256 {digest[:12]}..., expected "
+                        f"{SHIPPED[data.name][:12]}...: reinstall vae-cli, or quality=false")
+    return load_weights(path, data)
+
+
 def load_or_train(data: ImageData, device: torch.device, root: str | None) -> SmallClassifier:
-    """The cached classifier for this dataset, training and caching it on first use."""
+    """The packaged classifier for this dataset, else the cached one, training and caching it on first use."""
+    if (net := shipped_classifier(data)) is not None:
+        return net.to(device)
     path = cache_path(data, root)
     if path.is_file():
         net = SmallClassifier(data.image_shape[0], data.num_classes)

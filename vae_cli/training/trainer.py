@@ -15,6 +15,7 @@ from vae_cli.data import ImageData, IndexBatches, prepare_fixed
 from vae_cli.errors import ConfigError
 from vae_cli.training.meter import Meter, evaluate_split
 from vae_cli.training.nonfinite import NonFiniteGuard
+from vae_cli.training.progress import check_setting, open_progress
 from vae_cli.pictures import fixed_labels, sample_grids, summary, val_score
 from vae_cli.training.resume import prune, step_path
 from vae_cli.training.signals import StopRequested
@@ -32,12 +33,12 @@ class RunState:
 
 class Trainer:
     def __init__(self, max_steps: int, batch_size: int = 128, lr: float = 1e-3, weight_decay: float = 0.0,
-                 grad_clip: float | None = None, log_every: int = 100, eval_every: int = 1000,
+                 grad_clip: float | None = None, log_every: int = 100, eval_every: int | None = 1000,
                  eval_batch_size: int = 1000, precision: str = "fp32", num_images: int = 64, seed: int = 0,
                  keep_last: int = 3, nonfinite: str = "raise", max_skips: int = 10,
                  compile: bool = False, compile_mode: str | None = None, tf32: bool = True, fused_adam: bool = True,
-                 channels_last: bool = False):
-        if max_steps <= 0 or lr <= 0 or log_every <= 0 or eval_every <= 0 or eval_batch_size <= 0:
+                 channels_last: bool = False, progress: str | bool = "auto", progress_every_s: float = 30.0):
+        if max_steps <= 0 or lr <= 0 or log_every <= 0 or (eval_every or 1) <= 0 or eval_batch_size <= 0:
             raise ConfigError(f"trainer: max_steps={max_steps}, lr={lr}, log_every={log_every}, "
                               f"eval_every={eval_every}, eval_batch_size={eval_batch_size} must all be > 0")
         if precision not in ("fp32", "bf16"):
@@ -50,6 +51,7 @@ class Trainer:
         self.keep_last, self.nonfinite, self.max_skips = keep_last, nonfinite, max_skips  # see nonfinite.py
         self.compile, self.compile_mode, self.tf32, self.fused_adam = compile, compile_mode, tf32, fused_adam
         self.channels_last = channels_last
+        self.progress, self.progress_every_s = check_setting(progress), progress_every_s  # progress.py
 
     def autocast(self, device: torch.device):
         if self.precision == "bf16":
@@ -82,11 +84,14 @@ class Trainer:
         purge = None if resume is None else state.step + 1  # TensorBoard drops what the lost run logged later
         self.logger = RunLogger(Path(run_dir) / "tb", config_yaml, hparams, purge_step=purge) \
             if distributed.is_main() else distributed.NullLogger()
+        self.eval_every = self.eval_every or max(len(data.train) // self.batch_size, 1)  # null: once per epoch
+        self.bar = open_progress(self, model, len(data.train), Path(run_dir), state.step)
         try:
             if resume is None:
                 self._validate(model, objective, state)
             self._loop(model, objective, data, state, stop)
         finally:
+            self.bar.close()
             self.logger.close()
         return state.last_val
 
@@ -111,6 +116,7 @@ class Trainer:
                 raise
             state.step += 1
             seen += self.batch_size
+            self.bar.advance(state.step)
             if state.step % self.log_every == 0 or state.step == self.max_steps:
                 self._log_train(meter, objective, state.step, seen, tick)
                 meter.reset()
@@ -144,6 +150,7 @@ class Trainer:
         if self.guard.skip:
             extra["skipped_steps"] = int(self.guard.skipped)
         self.logger.scalars("train", {**means, **extra}, step)
+        self.bar.note({**means, "examples_per_sec": examples_per_sec})
         log.info(f"step {step:>7d}/{self.max_steps}  {summary({**means, **knobs})}  {examples_per_sec:8.0f} ex/s")
 
     @torch.no_grad()

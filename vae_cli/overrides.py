@@ -1,0 +1,106 @@
+"""Misspelled command-line overrides, caught before Hydra composes: one line with the closest names.
+
+`vae-train modle=conv` -> unknown key 'modle' — did you mean 'model'? (groups: dataset, model, ...)
+`vae-train model=cnn`  -> unknown option 'cnn' for group 'model' — valid options, closest first: conv, ...
+Only plain `key=value` overrides are checked; `+key=`, `++key=`, `~key`, hydra.* and nested keys are
+left to Hydra, and so is everything when --config-name/--config-path/--config-dir change the tree.
+"""
+import difflib
+from importlib.resources import files
+
+from omegaconf import OmegaConf
+
+from vae_cli.errors import UserError
+
+GROUP_ROOTS = {"train": "vae_cli.configs", "sample": "vae_cli.sample_configs"}  # vae-eval, vae-prior: none
+TREE_FLAGS = {"config_name", "config_path", "config_dir", "help", "hydra_help", "shell_completion", "info"}
+
+
+def tool_groups(config_name: str) -> dict[str, list[str]]:
+    """group -> its options, for the groups of this tool's own config root."""
+    if config_name not in GROUP_ROOTS:
+        return {}
+    groups = {}
+    for d in files(GROUP_ROOTS[config_name]).iterdir():
+        if d.is_dir() and not d.name.startswith(("_", "hydra")):
+            groups[d.name] = sorted(f.name[:-5] for f in d.iterdir() if f.name.endswith(".yaml"))
+    return {g: opts for g, opts in sorted(groups.items()) if opts}
+
+
+def top_level_keys(config_name: str) -> list[str]:
+    """The keys of the tool's primary config besides defaults and hydra."""
+    cfg = OmegaConf.create((files("vae_cli.configs") / f"{config_name}.yaml").read_text())
+    return [k for k in cfg.keys() if k not in ("defaults", "hydra")]
+
+
+def closest(word: str, candidates: list[str]) -> list[str]:
+    """All candidates, the most similar to `word` first (difflib ratio; ties alphabetical)."""
+    score = {c: difflib.SequenceMatcher(None, word.lower(), c.lower()).ratio() for c in candidates}
+    return sorted(candidates, key=lambda c: (-score[c], c))
+
+
+def unknown_key(key: str, groups: dict, keys: list[str]) -> str:
+    near = difflib.get_close_matches(key, list(groups) + keys, n=1, cutoff=0.6)
+    hint = f" — did you mean '{near[0]}'?" if near else ""
+    listing = f"groups: {', '.join(groups)}; keys: " if groups else "keys: "
+    return f"unknown key '{key}'{hint} ({listing}{', '.join(k for k in keys if k not in groups)})"
+
+
+def unknown_option(group: str, value: str, options: list[str]) -> str:
+    return (f"unknown option '{value}' for group '{group}' — valid options, closest first: "
+            f"{', '.join(closest(value, options))}")
+
+
+def values_of(override) -> list:
+    """The plain values an override selects: one, or each value of a choice sweep (a,b,c); [] for others."""
+    from hydra.core.override_parser.types import ChoiceSweep
+
+    value = override.value()
+    if isinstance(value, ChoiceSweep):
+        return list(value.list)
+    return [] if override.is_sweep_override() else [value]
+
+
+def parse(argv: list[str]):
+    """Hydra's own argument parser and override grammar; None where Hydra should speak for itself."""
+    from hydra._internal.utils import get_args_parser
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    args, _ = get_args_parser().parse_known_args(argv[1:])
+    if any(getattr(args, flag, None) for flag in TREE_FLAGS):
+        return None
+    try:
+        return OverridesParser.create().parse_overrides(args.overrides)
+    except Exception:  # a grammar error: Hydra's message says where
+        return None
+
+
+def run_suffix(override_dirname) -> str:
+    """'' or '_beta=4,model=conv': a single run's overrides in its dir name, as multirun names its jobs
+    (resume= is excluded in train.yaml; '/' in values would nest dirs, so it becomes '-')."""
+    name = str(override_dirname or "").replace("/", "-")[:150]
+    return f"_{name}" if name else ""
+
+
+def register_run_name_resolver() -> None:
+    OmegaConf.register_new_resolver("vae_run_suffix", run_suffix, replace=True)
+
+
+def check_overrides(config_name: str, argv: list[str]) -> None:
+    """Raise a one-line UserError for the first override naming an unknown key or group option."""
+    from hydra.core.override_parser.types import OverrideType
+
+    overrides = parse(argv)
+    if not overrides:
+        return
+    groups, keys = tool_groups(config_name), top_level_keys(config_name)
+    for o in overrides:
+        key = o.key_or_group
+        top = key.split(".")[0].split("/")[0]
+        if o.type != OverrideType.CHANGE or top == "hydra" or o.package:
+            continue
+        if top not in groups and top not in keys:
+            raise UserError(unknown_key(top, groups, keys))
+        for value in values_of(o) if key in groups else []:
+            if value is not None and str(value) not in groups[key]:
+                raise UserError(unknown_option(key, str(value), groups[key]))
