@@ -11,7 +11,8 @@ from clitools import TINY, one_error_line, start
 from vae_cli.apps.train import run_training
 from vae_cli.training.checkpoint import save_checkpoint
 from vae_cli.errors import ConfigError, UserError
-from vae_cli.validate import as_user_error, check_writable, validate_config
+from vae_cli.build import build_data_free, check_config, resolve_device
+from vae_cli.validate import as_user_error, check_writable
 
 # key, bad values (as typed on the command line), overrides the key needs to exist
 BAD = [("latent_dim", ["0", "-3", "abc", "1.5", "[1,2]", "true"], []),
@@ -25,28 +26,44 @@ BAD = [("latent_dim", ["0", "-3", "abc", "1.5", "[1,2]", "true"], []),
        ("seed", ["abc", "1.5"], []), ("resume", ["''", "3"], []),
        ("dataset.image_shape", ["[1,28]", "[0,8,8]", "abc"], ["dataset=fake"]),
        ("dataset.num_train", ["0"], ["dataset=fake"]), ("likelihood.sigma", ["0", "-1"], ["likelihood=gaussian"]),
-       ("schedule.ratio", ["0", "1.5"], ["schedule=cyclical"]), ("schedule.warmup_steps", ["0"], ["schedule=linear"])]
+       ("schedule.ratio", ["0", "1.5"], ["schedule=cyclical"]), ("schedule.warmup_steps", ["0"], ["schedule=linear"]),
+       # issue 12: each of these used to train (or crash with a traceback)
+       ("seed", ["99999999999999999999999", "-99999999999999999999999"], []), ("+lr", ["10"], []),
+       ("posterior.min_scale", ["-1"], []), ("model.encoder.hidden_sizes", ["[0]", "[]", "[32,-1]"], ["model=mlp"]),
+       ("model.decoder.hidden_sizes", ["[0]"], ["model=mlp"]), ("trainer.compile_mode", ["bogus"], []),
+       ("device", ["meta", "bogus"], []), ("schedule.n_cycles", ["100", "16"], ["schedule=cyclical", "max_steps=30"])]
 GOOD = {"model": ["mlp", "conv"], "objective": ["elbo", "beta_vae", "free_bits"], "trainer": ["default", "debug"]}
 
 
 def random_bad_overrides(rng: random.Random) -> tuple[list[str], list[str]]:
     """A few valid group choices plus one or two bad values: (overrides, the bad keys)."""
     picks = rng.sample(BAD, rng.randint(1, 2))
-    overrides = [f"{group}={rng.choice(options)}" for group, options in GOOD.items() if rng.random() < 0.5]
-    for key, values, needs in picks:
-        overrides += [*needs, f"{key}={rng.choice(values)}"]
+    needed = {n for _, _, needs in picks for n in needs}
+    overrides = [f"{group}={rng.choice(options)}" for group, options in GOOD.items()
+                 if rng.random() < 0.5 and not any(n.startswith(f"{group}=") for n in needed)]
+    overrides += sorted(needed)
+    for key, values, _ in picks:
+        overrides.append(f"{key}={rng.choice(values)}")
     return overrides, [key for key, _, _ in picks]
+
+
+def preflight(cfg) -> None:
+    """What vae-train checks before any data loads: validate.py's rules, the device, the data-free parts."""
+    check_config(cfg)
+    resolve_device(cfg.device)
+    build_data_free(cfg)
 
 
 def test_fuzz_random_bad_overrides_each_give_one_clear_config_error():
     rng = random.Random(7)
     with initialize_config_module("vae_cli.configs", version_base="1.3"):
-        for _ in range(40):
+        for _ in range(60):
             overrides, keys = random_bad_overrides(rng)
             with pytest.raises(ConfigError) as err:
-                validate_config(compose("train", overrides=overrides))
+                preflight(compose("train", overrides=["max_steps=10", *overrides]))
             message = str(err.value)
-            assert "\n" not in message and any(k.split(".")[-1] in message for k in keys), (overrides, message)
+            assert "\n" not in message and any(k.split(".")[-1].lstrip("+") in message for k in keys), \
+                (overrides, message)
 
 
 def user_error(fn) -> str:

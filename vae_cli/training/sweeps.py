@@ -1,7 +1,16 @@
-"""Helpers for sweep launchers: an OmegaConf resolver that spreads parallel jobs over the CUDA devices."""
+"""Helpers for sweep launchers: an OmegaConf resolver that spreads parallel jobs over the CUDA devices, and the
+per-job records behind the summary line a sweep ends with."""
+import contextlib
+import json
+import shutil
+import sys
+import traceback
+from pathlib import Path
+
 import torch
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import OmegaConf
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
 
 
 def gpu_for_job(job_num=None) -> str:
@@ -17,3 +26,53 @@ def register_resolvers() -> None:
     """Idempotent; called by the CLI in every process that runs a job (joblib workers included)."""
     if not OmegaConf.has_resolver("gpu_for_job"):
         OmegaConf.register_new_resolver("gpu_for_job", gpu_for_job)
+
+
+# Sweep bookkeeping: every job writes one record to <sweep dir>/.jobs/<num>.json (from whichever process runs it:
+# joblib workers too); the SweepSummary callback, in the launching process, reads them all at the end.
+FAILED: list[str] = []  # the failed jobs of the sweep that just ended in this process; cli.train_main exits 2
+
+
+def record_job(hydra_cfg, error: BaseException | None, internal: bool = False) -> str:
+    """Record this job's outcome (a no-op outside a sweep); for a failure, write <job dir>/error.txt and return
+    the one line that names the job."""
+    from hydra.types import RunMode
+
+    if hydra_cfg.mode != RunMode.MULTIRUN:
+        return ""
+    job_dir = Path(hydra_cfg.runtime.output_dir)
+    name = f"job {hydra_cfg.job.num} ({','.join(hydra_cfg.overrides.task) or 'no overrides'})"
+    message = ""
+    if error is None:
+        (job_dir / "error.txt").unlink(missing_ok=True)  # a re-run that passed: no stale error
+    else:
+        detail = "".join(traceback.format_exception(error)) if internal else str(error)
+        message = f"{name}: {' '.join(str(error).split()) or type(error).__name__}"
+        if internal:
+            message += f" ({type(error).__name__}; traceback in {job_dir / 'error.txt'})"
+        with contextlib.suppress(OSError):
+            (job_dir / "error.txt").write_text(detail + "\n")
+    record = {"num": int(hydra_cfg.job.num), "name": name, "dir": str(job_dir), "ok": error is None, "error": message}
+    folder = Path(hydra_cfg.sweep.dir) / ".jobs"
+    with contextlib.suppress(OSError):
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{hydra_cfg.job.num}.json").write_text(json.dumps(record))
+    return message
+
+
+class SweepSummary(Callback):
+    """After a sweep: one line, `N of M jobs passed; failed: ...`; FAILED tells train_main to exit non-zero."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        FAILED.clear()
+        shutil.rmtree(Path(config.hydra.sweep.dir) / ".jobs", ignore_errors=True)  # a re-run's own records only
+
+    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        folder = Path(config.hydra.sweep.dir) / ".jobs"
+        records = sorted((json.loads(p.read_text()) for p in folder.glob("*.json")), key=lambda r: r["num"])
+        failed = [r for r in records if not r["ok"]]
+        FAILED[:] = [r["name"] for r in failed]
+        line = f"vae-train: sweep: {len(records) - len(failed)} of {len(records)} jobs passed"
+        if failed:
+            line += "; failed: " + "; ".join(f"{r['name']} (see {r['dir']}/error.txt)" for r in failed)
+        print(line, file=sys.stderr)
