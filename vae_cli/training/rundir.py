@@ -14,6 +14,7 @@ import logging
 import logging.handlers
 import os
 import socket
+import threading
 import time
 from pathlib import Path
 
@@ -34,6 +35,7 @@ def lock(run_dir: Path):
     holder's PID when another process has it."""
     path = Path(run_dir) / LOCK_NAME
     f = open(path, "a+")
+    f.created = f.tell() == 0  # a new lock file: a refused start removes it again
     try:
         fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as e:
@@ -115,6 +117,8 @@ class RunDir:
         if self.file is not None:
             self.file.close()
         if self.lock is not None:
+            if self.file is None and self.lock.created:  # a refused start in a new dir leaves nothing behind
+                (self.path / LOCK_NAME).unlink(missing_ok=True)
             self.lock.close()  # releases the flock
 
 
@@ -123,12 +127,23 @@ def claim(run_dir: Path, task_cfg: DictConfig, hydra_cfg: DictConfig | None = No
     """Lock `run_dir` and check it may take this start (see the module doc); yields the RunDir."""
     Path(run_dir).mkdir(parents=True, exist_ok=True)
     rd = RunDir(run_dir, task_cfg, hydra_cfg, main)
+    hook, threading.excepthook = threading.excepthook, _quiet_disk_errors(threading.excepthook)
     try:
         if main:
             check_owner(run_dir, task_cfg.get("resume"))
         yield rd
     finally:
+        threading.excepthook = hook
         rd.close()
+
+
+def _quiet_disk_errors(default):
+    """TensorBoard's writer thread dies on a full disk with a traceback; the main thread re-raises the same
+    OSError at its next write, and the CLI prints that as one line. Other thread errors print as usual."""
+    def hook(args) -> None:
+        if not isinstance(args.exc_value, OSError):
+            default(args)
+    return hook
 
 
 def write_hydra_files(folder: Path, task_cfg: DictConfig, hydra_cfg: DictConfig) -> None:
@@ -138,7 +153,7 @@ def write_hydra_files(folder: Path, task_cfg: DictConfig, hydra_cfg: DictConfig)
              "overrides.yaml": OmegaConf.to_yaml(hydra_cfg.overrides.task)}
     folder.mkdir(parents=True, exist_ok=True)
     old = {name: (folder / name).read_text() for name in files if (folder / name).is_file()}
-    if old and (old.get("config.yaml") != files["config.yaml"] or old.get("overrides.yaml") != files["overrides.yaml"]):
+    if old and _what_runs(old) != _what_runs(files):
         keep = folder / f"attempt-{time.strftime('%Y%m%d-%H%M%S')}"
         keep.mkdir(exist_ok=True)
         for name, text in old.items():
@@ -147,6 +162,11 @@ def write_hydra_files(folder: Path, task_cfg: DictConfig, hydra_cfg: DictConfig)
         tmp = folder / f"{name}.tmp"
         tmp.write_text(text)
         os.replace(tmp, folder / name)
+
+
+def _what_runs(files: dict) -> list[str]:
+    """The overrides that set what a start trains (the resume= line only says how it was started)."""
+    return [ln for ln in files.get("overrides.yaml", "").splitlines() if not ln.startswith("- resume=")]
 
 
 def checkpoint_step(path: Path) -> int | None:

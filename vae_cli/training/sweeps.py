@@ -41,7 +41,9 @@ def record_job(hydra_cfg, error: BaseException | None, internal: bool = False) -
     if hydra_cfg.mode != RunMode.MULTIRUN:
         return ""
     job_dir = Path(hydra_cfg.runtime.output_dir)
-    name = f"job {hydra_cfg.job.num} ({','.join(hydra_cfg.overrides.task) or 'no overrides'})"
+    swept = _swept_keys(Path(hydra_cfg.sweep.dir))
+    mine = [o for o in hydra_cfg.overrides.task if swept is None or o.split("=", 1)[0].lstrip("+~") in swept]
+    name = f"job {hydra_cfg.job.num} ({' '.join(mine) or 'no overrides'})"
     message = ""
     if error is None:
         (job_dir / "error.txt").unlink(missing_ok=True)  # a re-run that passed: no stale error
@@ -58,6 +60,18 @@ def record_job(hydra_cfg, error: BaseException | None, internal: bool = False) -
         folder.mkdir(parents=True, exist_ok=True)
         (folder / f"{hydra_cfg.job.num}.json").write_text(json.dumps(record))
     return message
+
+
+def _swept_keys(sweep_dir: Path) -> set[str] | None:
+    """The keys the sweep varies (latent_dim=0,8 -> latent_dim), read from Hydra's multirun.yaml; None if unknown."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        given = OmegaConf.load(sweep_dir / "multirun.yaml").hydra.overrides.task
+        parsed = OverridesParser.create().parse_overrides(list(given))
+    except Exception:  # no multirun.yaml (another sweeper), or one Hydra cannot parse: name every override
+        return None
+    return {o.key_or_group for o in parsed if o.is_sweep_override()}
 
 
 class SweepSummary(Callback):
