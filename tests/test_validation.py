@@ -1,12 +1,16 @@
 """Bad input gets one clear error before any training time is spent, and nothing already written is touched."""
+import json
 import os
 import random
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_module
 import torch
-from clitools import TINY, one_error_line, start
+import clitools
+from clitools import TINY, one_error_line, run, start
 
 from vae_cli.apps.train import run_training
 from vae_cli.training.checkpoint import save_checkpoint
@@ -157,3 +161,65 @@ def test_bad_input_through_the_real_cli_prints_one_line(tmp_path):
             assert "conv" in err if "model" in expected else "not in struct" in err
         else:
             one_error_line(err)
+
+
+@pytest.mark.parametrize("overrides, expected", [
+    (["seed=99999999999999999999999"], "seed=99999999999999999999999 must be an integer in"),
+    (["trainer.compile_mode=bogus"], "trainer.compile_mode='bogus'"), (["device=meta"], "device=meta cannot train"),
+    (["+lr=10"], "did you mean trainer.lr"), (["posterior.min_scale=-1"], "posterior.min_scale=-1 must be"),
+    (["model.encoder.hidden_sizes=[0]"], "model.encoder.hidden_sizes=[0] must be"),
+    (["schedule=cyclical", "schedule.n_cycles=100"], "beta would be 0 at every step"),
+])
+def test_issue12_nonsense_and_crashes_get_one_line_before_training(tmp_path, overrides, expected):
+    """Cases 10 and 12: each of these used to crash with a traceback or train on; now one line, exit 2."""
+    keys = {o.split("=")[0] for o in overrides}
+    args = [a for a in TINY if a.split("=")[0] not in keys]
+    done = run(*args, "max_steps=30", *overrides, f"hydra.run.dir={tmp_path / 'R'}")
+    assert done.returncode == 2 and expected in one_error_line(done.stderr), done.stderr
+    assert not any(p.is_file() for p in (tmp_path / "R").rglob("*"))  # nothing trained, nothing written
+
+
+@pytest.fixture(scope="module")
+def tiny_ckpt(tmp_path_factory) -> Path:
+    from conftest import make_cfg
+
+    run_dir = tmp_path_factory.mktemp("tiny")
+    run_training(make_cfg(*TINY, "max_steps=10", "trainer.eval_every=10"), run_dir)
+    return run_dir / "checkpoints" / "last.pt"
+
+
+def test_case9_vae_eval_checks_out_first_and_metrics_json_is_always_valid(tmp_path, tiny_ckpt):
+    (tmp_path / "file").write_text("in the way")
+    refused = eval_cli(f"ckpt={tiny_ckpt}", f"out={tmp_path / 'file'}")
+    assert refused.returncode == 2 and refused.stderr.strip() == \
+        f"vae-eval: error: out={tmp_path / 'file'} is a file; give a directory for metrics.json (it is created if missing)"
+    one = eval_cli(f"ckpt={tiny_ckpt}", "num_examples=1", "k=4", "quality=false", f"out={tmp_path / 'one'}")
+    assert one.returncode == 0, one.stderr
+    record = json.loads((tmp_path / "one" / "metrics.json").read_text(), parse_constant=_no_nan)  # strict JSON
+    assert record["iw_nll_stderr"] is None and "single example" in record["undefined"]["iw_nll_stderr"]
+
+
+def _no_nan(name):
+    raise AssertionError(f"metrics.json holds {name}")
+
+
+def eval_cli(*args: str):
+    return subprocess.run([sys.executable, "-c", "from vae_cli.cli import eval_main; eval_main()", *args],
+                          capture_output=True, text=True, env=clitools.env(), timeout=180)
+
+
+def test_case9_a_corrupt_or_unwritable_classifier_cache_is_retrained_not_fatal(tmp_path, caplog):
+    from conftest import make_cfg
+    from vae_cli.build import build_data
+    from vae_cli.evaluation.quality import cache_path, load_or_train
+
+    data = build_data(make_cfg(*TINY))
+    path = cache_path(data, str(tmp_path))
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"PK\x03\x04 truncated")
+    assert load_or_train(data, torch.device("cpu"), str(tmp_path)) is not None
+    assert "does not load" in caplog.text
+    torch.load(path, weights_only=True)  # rewritten whole
+    assert not list(path.parent.glob("*.tmp"))
+    assert load_or_train(data, torch.device("cpu"), "/dev/null/cache") is not None  # HOME=/dev/null: no cache
+    assert "could not cache the sample-quality classifier" in caplog.text
