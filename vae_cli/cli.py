@@ -31,10 +31,13 @@ def _train(cfg: DictConfig) -> float:
     try:
         with rundir.claim(run_dir, cfg, hydra_cfg, main=rundir.owns_run_dir()) as claimed, \
                 stop_on_signals() as stop, distributed.process_group(use_cuda=resolve_device(cfg.device).type == "cuda"):
-            val = run_training(cfg, run_dir, dict(hydra_cfg.runtime.choices), stop=stop, ready=claimed.accept)
-    except StopRequested as e:  # SIGTERM / SIGINT: a checkpoint was written; exit 128 + signal number
-        log.warning(f"{e}; exit {e.exit_code}; continue with: vae-train resume={run_dir}")
-        sys.exit(e.exit_code)
+            try:
+                val = run_training(cfg, run_dir, dict(hydra_cfg.runtime.choices), stop=stop, ready=claimed.accept)
+            except StopRequested as e:  # SIGTERM / SIGINT: a checkpoint was written; logged while train.log is open
+                log.warning(f"{e}; exit {e.exit_code}; continue with: vae-train resume={run_dir}")
+                raise
+    except StopRequested as e:
+        sys.exit(e.exit_code)  # 128 + signal number
     except Exception as e:
         return _train_failed(e, run_dir, hydra_cfg)
     sweeps.record_job(hydra_cfg, None)
@@ -62,10 +65,11 @@ def _check_dirs(argv: list[str]) -> None:
     """hydra.run.dir / hydra.sweep.dir typed on the command line must be creatable: one line, not Hydra's traceback."""
     from vae_cli.training.rundir import check_creatable
 
+    used = "hydra.sweep.dir" if {"-m", "--multirun"} & set(argv) else "hydra.run.dir"
     for arg in argv:
         key, _, value = arg.partition("=")
-        if key.lstrip("+") in ("hydra.run.dir", "hydra.sweep.dir") and value:
-            check_creatable(value.strip("'\""), key.lstrip("+"))
+        if key.lstrip("+") == used and value:
+            check_creatable(value.strip("'\""), used)
 
 
 def train_main() -> None:

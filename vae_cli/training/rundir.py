@@ -93,10 +93,11 @@ class RunDir:
     def __init__(self, run_dir: Path, task_cfg: DictConfig, hydra_cfg: DictConfig | None, main: bool = True):
         self.path, self.main, self.file = Path(run_dir), main, None
         self.task_cfg, self.hydra_cfg = OmegaConf.create(OmegaConf.to_container(task_cfg)), hydra_cfg
+        self.lock = lock(self.path) if main else None  # first: a refused lock leaves no handler behind
         self.held = HeldLog()
         self.held.setFormatter(logging.Formatter(LOG_FORMAT))
-        logging.getLogger().addHandler(self.held)
-        self.lock = lock(self.path) if main else None
+        if main:  # torchrun ranks > 0 write no train.log
+            logging.getLogger().addHandler(self.held)
 
     def accept(self, resume: tuple[dict, Path] | None = None) -> None:
         """Every check passed: retire a newer abandoned branch, write .hydra/, start train.log."""
