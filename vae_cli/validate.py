@@ -33,8 +33,8 @@ OPT_POSITIVE_INT = (lambda x: x is None or POSITIVE_INT[0](x), "a positive integ
 OPT_POSITIVE = (lambda x: x is None or POSITIVE[0](x), "a number > 0 or null")
 INT = (_int, "an integer")
 SEED = (lambda x: _int(x) and -2**63 <= x < 2**64, "an integer in [-2**63, 2**64 - 1] (what torch can seed)")
-SIZES = (lambda x: isinstance(x, list) and len(x) > 0 and all(POSITIVE_INT[0](v) for v in x),
-         "a non-empty list of positive integers")
+SIZES = (lambda x: isinstance(x, list) and all(POSITIVE_INT[0](v) for v in x), "a list of positive integers")
+WIDTHS = (lambda x: SIZES[0](x) and len(x) > 0, "a non-empty list of positive integers (the last is the feature width)")
 BOOL = (lambda x: isinstance(x, bool), "true or false")
 RESUME = (lambda x: x is None or (isinstance(x, (bool, str)) and x != ""), "true, false or a run dir / checkpoint path")
 
@@ -54,7 +54,8 @@ RULES = {
                             "a list [C, H, W] of three positive integers"),
     "likelihood.sigma": POSITIVE, "likelihood.min_sigma": POSITIVE,
     "schedule.warmup_steps": POSITIVE_INT, "schedule.start": (lambda x: _num(x) and 0 <= x <= 1, "in [0, 1]"),
-    "posterior.min_scale": NONNEG, "model.encoder.hidden_sizes": SIZES, "model.decoder.hidden_sizes": SIZES,
+    "posterior.min_scale": NONNEG, "prior.min_scale": NONNEG, "model.encoder.hidden_sizes": WIDTHS,
+    "model.decoder.hidden_sizes": SIZES, "model.hidden_sizes": SIZES,
     "schedule.n_cycles": POSITIVE_INT, "schedule.ratio": (lambda x: _num(x) and 0 < x <= 1, "in (0, 1]"),
 }
 
