@@ -166,3 +166,35 @@ def test_signals_still_save_after_the_lock_is_taken(R):
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=60) == 143
     assert load(R / "checkpoints" / "last.pt")["step"] > 30
+
+
+def test_disk_errors_are_one_line_and_quiet_in_writer_threads(capsys):
+    """The pieces behind case 7 where no tmpfs can be mounted: an ENOSPC (also wrapped) becomes one UserError
+    naming the run dir; a writer thread's OSError prints nothing (the main thread re-raises it), others do."""
+    import errno
+    import threading
+
+    from vae_cli.training.rundir import _quiet_disk_errors
+    from vae_cli.validate import disk_error
+
+    full = OSError(errno.ENOSPC, "No space left on device")
+    try:
+        raise RuntimeError("writing the event file") from full
+    except RuntimeError as wrapped:
+        message = str(disk_error(wrapped, "/runs/R"))
+    assert message.startswith("cannot write to run dir /runs/R: No space left on device;")
+    assert "resume=/runs/R" in message and "\n" not in message
+    assert disk_error(ValueError("not a disk"), "/runs/R") is None
+    seen = []
+    hook = _quiet_disk_errors(lambda args: seen.append(args.exc_value))
+    for exc in (full, KeyError("a bug")):
+        def boom(exc=exc):
+            raise exc
+        previous, threading.excepthook = threading.excepthook, hook
+        try:
+            t = threading.Thread(target=boom)
+            t.start()
+            t.join()
+        finally:
+            threading.excepthook = previous
+    assert [type(e) for e in seen] == [KeyError]
