@@ -2,7 +2,6 @@
 per-job records behind the summary line a sweep ends with."""
 import contextlib
 import json
-import shutil
 import sys
 import traceback
 from pathlib import Path
@@ -28,7 +27,7 @@ def register_resolvers() -> None:
         OmegaConf.register_new_resolver("gpu_for_job", gpu_for_job)
 
 
-# Sweep bookkeeping: every job writes one record to <sweep dir>/.jobs/<num>.json (from whichever process runs it:
+# Sweep bookkeeping: every job writes one record to <sweep dir>/.job-<num>.json (from whichever process runs it:
 # joblib workers too); the SweepSummary callback, in the launching process, reads them all at the end.
 FAILED: list[str] = []  # the failed jobs of the sweep that just ended in this process; cli.train_main exits 2
 
@@ -55,10 +54,8 @@ def record_job(hydra_cfg, error: BaseException | None, internal: bool = False) -
         with contextlib.suppress(OSError):
             (job_dir / "error.txt").write_text(detail + "\n")
     record = {"num": int(hydra_cfg.job.num), "name": name, "dir": str(job_dir), "ok": error is None, "error": message}
-    folder = Path(hydra_cfg.sweep.dir) / ".jobs"
     with contextlib.suppress(OSError):
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / f"{hydra_cfg.job.num}.json").write_text(json.dumps(record))
+        (Path(hydra_cfg.sweep.dir) / f".job-{hydra_cfg.job.num}.json").write_text(json.dumps(record))
     return message
 
 
@@ -79,11 +76,12 @@ class SweepSummary(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         FAILED.clear()
-        shutil.rmtree(Path(config.hydra.sweep.dir) / ".jobs", ignore_errors=True)  # a re-run's own records only
+        for old in Path(config.hydra.sweep.dir).glob(".job-*.json"):  # a re-run counts its own jobs only
+            old.unlink(missing_ok=True)
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
-        folder = Path(config.hydra.sweep.dir) / ".jobs"
-        records = sorted((json.loads(p.read_text()) for p in folder.glob("*.json")), key=lambda r: r["num"])
+        found = Path(config.hydra.sweep.dir).glob(".job-*.json")
+        records = sorted((json.loads(p.read_text()) for p in found), key=lambda r: r["num"])
         failed = [r for r in records if not r["ok"]]
         FAILED[:] = [r["name"] for r in failed]
         line = f"vae-train: sweep: {len(records) - len(failed)} of {len(records)} jobs passed"
