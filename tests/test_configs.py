@@ -15,6 +15,7 @@ PLUGIN_GROUPS = {"launcher", "sweeper"}  # Hydra plugin presets (optional extra)
 OPTIONS = [(g, f.stem) for g in GROUPS if g not in PLUGIN_GROUPS for f in sorted((CONFIGS / g).glob("*.yaml"))]
 # options that only make sense together with others
 COMPANIONS = {("dataset", "cifar10"): ["likelihood=gaussian"],
+              ("schedule", "cyclical"): ["schedule.n_cycles=1"],  # 2 steps: more cycles would leave beta = 0
               **{(g, o): ["model=gumbel"] for g, o in [("posterior", "categorical"), ("prior", "uniform_categorical"),
                                                        ("objective", "gumbel")]},
               **{(g, o): ["model=vqvae"] for g, o in [("posterior", "vq"), ("prior", "uniform_codes"),

@@ -95,3 +95,49 @@ def test_signal_handlers_set_a_flag_escalate_on_a_second_signal_and_are_restored
             assert stop and stop.signum == signal.SIGINT
             signal.raise_signal(signal.SIGINT)  # a second Ctrl-C stops at once
     assert {s: signal.getsignal(s) for s in before} == before
+
+
+def test_case5_the_batch_order_state_is_device_independent():
+    """The generator behind the batch order lives on the CPU whatever the device: its state, saved and loaded
+    with map_location, continues the same order on any device (CUDA too, where one exists)."""
+    import io
+
+    import torch
+    from vae_cli.data import IndexBatches
+    from vae_cli.errors import UserError
+    from vae_cli.training.checkpoint import rng_state, set_rng_state
+
+    a = IndexBatches(100, 16, "cpu", seed=3)
+    for _ in range(9):  # into the second epoch
+        next(a)
+    buf = io.BytesIO()
+    torch.save(a.state_dict(), buf)
+    buf.seek(0)
+    state = torch.load(buf, map_location="cpu", weights_only=True)
+    want = [next(a).tolist() for _ in range(12)]
+    for device in ["cpu"] + ["cuda"] * torch.cuda.is_available():
+        b = IndexBatches(100, 16, device, seed=0)
+        b.load_state_dict(state)
+        assert [next(b).cpu().tolist() for _ in range(12)] == want, device
+    assert state["generator"].numel() == torch.Generator().get_state().numel()
+    with pytest.raises(UserError, match="CUDA generator"):  # as a CUDA run of the previous vae-cli saved it
+        IndexBatches(100, 16, "cpu", seed=0).load_state_dict({**state, "generator": torch.zeros(16, dtype=torch.uint8)})
+    if not torch.cuda.is_available():  # a checkpoint from a CUDA machine restores what exists here
+        set_rng_state({**rng_state(), "cuda": [torch.zeros(16, dtype=torch.uint8)]})
+
+
+def test_case6_max_steps_below_the_checkpoint_is_refused_and_a_cyclical_run_extends_with_its_period(tmp_path):
+    from clitools import one_error_line
+    from vae_cli.schedules import Cyclical
+
+    first = run(*TINY, "max_steps=30", "trainer.eval_every=15", "schedule=cyclical", f"hydra.run.dir={tmp_path}")
+    assert first.returncode == 0, first.stderr
+    below = run(f"resume={tmp_path}", "max_steps=10")
+    assert below.returncode == 2 and "max_steps=10 is below step 30" in one_error_line(below.stderr)
+    longer = run(f"resume={tmp_path}", "max_steps=60", "trainer.log_every=1")
+    assert longer.returncode == 0, longer.stderr
+    state = load(tmp_path / "checkpoints" / "last.pt")
+    assert state["step"] == 60 and state["config"]["schedule"]["total_steps"] == 30  # the first start's period
+    beta, cycle = dict(scalars(tmp_path)["train/beta"]), Cyclical(total_steps=30, n_cycles=4, ratio=0.5)
+    assert [beta[s] for s in range(31, 61)] == pytest.approx([cycle(s - 1) for s in range(31, 61)])
+    assert min(beta[s] for s in range(31, 61)) == 0.0  # new cycles start past step 30

@@ -67,3 +67,24 @@ def test_joblib_runs_a_two_job_debug_sweep_in_parallel(tmp_path):
         assert (job / "checkpoints" / "last.pt").is_file()
     assert len(list(barrier.glob("started_*"))) == 2  # two worker processes
     assert [(barrier / f"saw_job{n}").read_text() for n in (0, 1)] == ["2", "2"]
+
+
+@pytest.mark.parametrize("launcher", ["basic", pytest.param("joblib", marks=plugin("hydra_joblib_launcher"))])
+def test_a_bad_job_fails_alone_and_the_sweep_ends_with_one_summary_line(tmp_path, launcher):
+    """Issue 12 case 13: latent_dim=0,4 runs both jobs; job 0 fails with its own line and error.txt in its own
+    dir; one summary line; exit 2."""
+    from clitools import TINY, run
+
+    extra = ["launcher=joblib"] if launcher == "joblib" else []
+    done = run("-m", *[a for a in TINY if not a.startswith("latent_dim=")], "max_steps=10", "latent_dim=0,4",
+               *extra, f"hydra.sweep.dir={tmp_path}")
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    lines = [ln for ln in done.stderr.splitlines() if ln.startswith("vae-train:")]
+    assert lines[0] == "vae-train: error: job 0 (latent_dim=0): latent_dim=0 must be a positive integer"
+    assert lines[-1].startswith("vae-train: sweep: 1 of 2 jobs passed; failed: job 0 (latent_dim=0) (see ")
+    assert len(lines) == 2
+    jobs = sorted(p for p in tmp_path.iterdir() if p.is_dir() and not p.name.startswith("."))
+    assert [j.name.split("_")[0] for j in jobs] == ["0", "1"]
+    assert (jobs[0] / "error.txt").read_text().strip() == "latent_dim=0 must be a positive integer"
+    assert not (jobs[0] / "checkpoints").exists()
+    assert (jobs[1] / "checkpoints" / "last.pt").is_file() and not (jobs[1] / "error.txt").exists()

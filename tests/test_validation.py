@@ -1,17 +1,22 @@
 """Bad input gets one clear error before any training time is spent, and nothing already written is touched."""
+import json
 import os
 import random
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_module
 import torch
-from clitools import TINY, one_error_line, start
+import clitools
+from clitools import TINY, one_error_line, run, start
 
 from vae_cli.apps.train import run_training
 from vae_cli.training.checkpoint import save_checkpoint
 from vae_cli.errors import ConfigError, UserError
-from vae_cli.validate import as_user_error, check_writable, validate_config
+from vae_cli.build import build_data_free, check_config, resolve_device
+from vae_cli.validate import as_user_error, check_writable
 
 # key, bad values (as typed on the command line), overrides the key needs to exist
 BAD = [("latent_dim", ["0", "-3", "abc", "1.5", "[1,2]", "true"], []),
@@ -25,28 +30,44 @@ BAD = [("latent_dim", ["0", "-3", "abc", "1.5", "[1,2]", "true"], []),
        ("seed", ["abc", "1.5"], []), ("resume", ["''", "3"], []),
        ("dataset.image_shape", ["[1,28]", "[0,8,8]", "abc"], ["dataset=fake"]),
        ("dataset.num_train", ["0"], ["dataset=fake"]), ("likelihood.sigma", ["0", "-1"], ["likelihood=gaussian"]),
-       ("schedule.ratio", ["0", "1.5"], ["schedule=cyclical"]), ("schedule.warmup_steps", ["0"], ["schedule=linear"])]
+       ("schedule.ratio", ["0", "1.5"], ["schedule=cyclical"]), ("schedule.warmup_steps", ["0"], ["schedule=linear"]),
+       # issue 12: each of these used to train (or crash with a traceback)
+       ("seed", ["99999999999999999999999", "-99999999999999999999999"], []), ("+lr", ["10"], []),
+       ("posterior.min_scale", ["-1"], []), ("model.encoder.hidden_sizes", ["[0]", "[]", "[32,-1]"], ["model=mlp"]),
+       ("model.decoder.hidden_sizes", ["[0]"], ["model=mlp"]), ("trainer.compile_mode", ["bogus"], []),
+       ("device", ["meta", "bogus"], []), ("schedule.n_cycles", ["100", "16"], ["schedule=cyclical", "max_steps=30"])]
 GOOD = {"model": ["mlp", "conv"], "objective": ["elbo", "beta_vae", "free_bits"], "trainer": ["default", "debug"]}
 
 
 def random_bad_overrides(rng: random.Random) -> tuple[list[str], list[str]]:
     """A few valid group choices plus one or two bad values: (overrides, the bad keys)."""
     picks = rng.sample(BAD, rng.randint(1, 2))
-    overrides = [f"{group}={rng.choice(options)}" for group, options in GOOD.items() if rng.random() < 0.5]
-    for key, values, needs in picks:
-        overrides += [*needs, f"{key}={rng.choice(values)}"]
+    needed = {n for _, _, needs in picks for n in needs}
+    overrides = [f"{group}={rng.choice(options)}" for group, options in GOOD.items()
+                 if rng.random() < 0.5 and not any(n.startswith(f"{group}=") for n in needed)]
+    overrides += sorted(needed)
+    for key, values, _ in picks:
+        overrides.append(f"{key}={rng.choice(values)}")
     return overrides, [key for key, _, _ in picks]
+
+
+def preflight(cfg) -> None:
+    """What vae-train checks before any data loads: validate.py's rules, the device, the data-free parts."""
+    check_config(cfg)
+    resolve_device(cfg.device)
+    build_data_free(cfg)
 
 
 def test_fuzz_random_bad_overrides_each_give_one_clear_config_error():
     rng = random.Random(7)
     with initialize_config_module("vae_cli.configs", version_base="1.3"):
-        for _ in range(40):
+        for _ in range(60):
             overrides, keys = random_bad_overrides(rng)
             with pytest.raises(ConfigError) as err:
-                validate_config(compose("train", overrides=overrides))
+                preflight(compose("train", overrides=["max_steps=10", *overrides]))
             message = str(err.value)
-            assert "\n" not in message and any(k.split(".")[-1] in message for k in keys), (overrides, message)
+            assert "\n" not in message and any(k.split(".")[-1].lstrip("+") in message for k in keys), \
+                (overrides, message)
 
 
 def user_error(fn) -> str:
@@ -137,3 +158,65 @@ def test_bad_input_through_the_real_cli_prints_one_line(tmp_path):
         out, err = proc.communicate(timeout=180)
         assert proc.returncode != 0 and "Traceback" not in err and expected in err, (args, err)
         one_error_line(err)  # typos too: one line with the closest names (vae_cli/overrides.py)
+
+
+@pytest.mark.parametrize("overrides, expected", [
+    (["seed=99999999999999999999999"], "seed=99999999999999999999999 must be an integer in"),
+    (["trainer.compile_mode=bogus"], "trainer.compile_mode='bogus'"), (["device=meta"], "device=meta cannot train"),
+    (["+lr=10"], "did you mean trainer.lr"), (["posterior.min_scale=-1"], "posterior.min_scale=-1 must be"),
+    (["model.encoder.hidden_sizes=[0]"], "model.encoder.hidden_sizes=[0] must be"),
+    (["schedule=cyclical", "schedule.n_cycles=100"], "beta would be 0 at every step"),
+])
+def test_issue12_nonsense_and_crashes_get_one_line_before_training(tmp_path, overrides, expected):
+    """Cases 10 and 12: each of these used to crash with a traceback or train on; now one line, exit 2."""
+    keys = {o.split("=")[0] for o in overrides}
+    args = [a for a in TINY if a.split("=")[0] not in keys]
+    done = run(*args, "max_steps=30", *overrides, f"hydra.run.dir={tmp_path / 'R'}")
+    assert done.returncode == 2 and expected in one_error_line(done.stderr), done.stderr
+    assert not any(p.is_file() for p in (tmp_path / "R").rglob("*"))  # nothing trained, nothing written
+
+
+@pytest.fixture(scope="module")
+def tiny_ckpt(tmp_path_factory) -> Path:
+    from conftest import make_cfg
+
+    run_dir = tmp_path_factory.mktemp("tiny")
+    run_training(make_cfg(*TINY, "max_steps=10", "trainer.eval_every=10"), run_dir)
+    return run_dir / "checkpoints" / "last.pt"
+
+
+def test_case9_vae_eval_checks_out_first_and_metrics_json_is_always_valid(tmp_path, tiny_ckpt):
+    (tmp_path / "file").write_text("in the way")
+    refused = eval_cli(f"ckpt={tiny_ckpt}", f"out={tmp_path / 'file'}")
+    assert refused.returncode == 2 and refused.stderr.strip() == \
+        f"vae-eval: error: out={tmp_path / 'file'} is a file; give a directory for metrics.json (it is created if missing)"
+    one = eval_cli(f"ckpt={tiny_ckpt}", "num_examples=1", "k=4", "quality=false", f"out={tmp_path / 'one'}")
+    assert one.returncode == 0, one.stderr
+    record = json.loads((tmp_path / "one" / "metrics.json").read_text(), parse_constant=_no_nan)  # strict JSON
+    assert record["iw_nll_stderr"] is None and "single example" in record["undefined"]["iw_nll_stderr"]
+
+
+def _no_nan(name):
+    raise AssertionError(f"metrics.json holds {name}")
+
+
+def eval_cli(*args: str):
+    return subprocess.run([sys.executable, "-c", "from vae_cli.cli import eval_main; eval_main()", *args],
+                          capture_output=True, text=True, env=clitools.env(), timeout=180)
+
+
+def test_case9_a_corrupt_or_unwritable_classifier_cache_is_retrained_not_fatal(tmp_path, caplog):
+    from conftest import make_cfg
+    from vae_cli.build import build_data
+    from vae_cli.evaluation.quality import cache_path, load_or_train
+
+    data = build_data(make_cfg(*TINY))
+    path = cache_path(data, str(tmp_path))
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"PK\x03\x04 truncated")
+    assert load_or_train(data, torch.device("cpu"), str(tmp_path)) is not None
+    assert "does not load" in caplog.text
+    torch.load(path, weights_only=True)  # rewritten whole
+    assert not list(path.parent.glob("*.tmp"))
+    assert load_or_train(data, torch.device("cpu"), "/dev/null/cache") is not None  # HOME=/dev/null: no cache
+    assert "could not cache the sample-quality classifier" in caplog.text

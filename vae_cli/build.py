@@ -21,17 +21,17 @@ log = logging.getLogger("vae_cli")
 
 
 def make(node: DictConfig, **kwargs):
-    """instantiate(node) with plain containers; a constructor's UserError (or a TypeError/ValueError from
-    bad config values) surfaces as one clear error instead of Hydra's wrapper."""
+    """instantiate(node) with plain containers. The one place Hydra's InstantiationException is unwrapped: a
+    constructor's UserError surfaces as it is, anything else (a keyword the target does not take, a bad value,
+    an unknown _target_) as one ConfigError naming the node."""
     try:
         return instantiate(node, _convert_="all", **kwargs)
     except InstantiationException as e:
         cause = e.__cause__
         if isinstance(cause, UserError):
             raise cause from None
-        if isinstance(cause, (TypeError, ValueError)):
-            raise ConfigError(f"{node.get('_target_', node._get_full_key(None))}: {cause}") from None
-        raise
+        where = node.get("_target_", node._get_full_key(None))
+        raise ConfigError(f"{where}: {' '.join(str(cause or e).split())}") from None
 
 
 def resolve_device(name: str) -> torch.device:
@@ -46,20 +46,24 @@ def resolve_device(name: str) -> torch.device:
         raise ConfigError(f"device={name!r} is not a device; use auto, cpu, cuda, cuda:N or mps") from None
     if device.type == "cuda" and not (torch.cuda.is_available() and (device.index or 0) < torch.cuda.device_count()):
         raise ConfigError(f"device={name} but {torch.cuda.device_count()} CUDA devices are visible; use device=auto")
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"device={name} cannot train (no storage for data); use auto, cpu, cuda, cuda:N or mps")
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise ConfigError(f"device={name} but MPS is not available here; use device=auto")
     return device
 
 
 def check_config(cfg: DictConfig) -> None:
-    """Range checks on the top-level knobs, before any data is loaded."""
+    """Range checks on the top-level knobs, before any data is loaded (validate.py holds them)."""
     validate_config(cfg)
-    for key in ("latent_dim", "max_steps", "max_epochs"):
-        value = cfg.get(key)
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):
-            raise ConfigError(f"{key}={value!r} must be a positive integer")
-    if cfg.max_steps is None and cfg.max_epochs is None:
-        raise ConfigError("set max_steps or max_epochs")
+
+
+def build_data_free(cfg: DictConfig) -> tuple | None:
+    """(objective, trainer): the parts that need no data, once the run length is known (max_steps set, or
+    filled in from the data by set_run_length); None before that."""
+    if cfg.max_steps is None:
+        return None
+    return build_objective(cfg), make(cfg.trainer)
 
 
 def build_data(cfg: DictConfig) -> ImageData:
@@ -139,7 +143,7 @@ def load_model_from_checkpoint(path: str | Path, device: torch.device, data_dir:
     try:
         model = build_model(cfg, data.image_shape)
         model.load_state_dict(state["model"])
-    except (RuntimeError, KeyError, AttributeError, InstantiationException) as e:
+    except (RuntimeError, KeyError, AttributeError, ConfigError) as e:
         raise UserError(f"checkpoint {path} does not fit the model its config builds with this vae-cli "
                         f"({str(e).splitlines()[0]})") from None
     return model.to(device).eval(), data, cfg, state

@@ -1,10 +1,6 @@
 """Console entry points: thin Hydra shells that find the run dir and call the pure functions."""
-import contextlib
 import logging
-import shutil
 import sys
-import time
-from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -15,7 +11,6 @@ from vae_cli.errors import UserError
 CONFIG_PATH = "pkg://vae_cli.configs"
 EXIT_USER_ERROR = 2  # bad input, missing data, non-finite training, an unwritable dir: one line on stderr
 log = logging.getLogger("vae_cli")
-STARTED = time.time()  # this process's start: a run dir whose .hydra/ is newer was made by this process
 
 
 def _fail(e: Exception) -> None:
@@ -38,62 +33,77 @@ def _check_argv(tool: str, config_name: str) -> None:
         sys.exit(EXIT_USER_ERROR)
 
 
-def _remove_failed_start(run_dir: Path) -> None:
-    """A start refused before training (latent_dim=0, missing data ...) leaves a run dir holding only Hydra's
-    .hydra/, the log and empty dirs: remove it when this process wrote that .hydra/, so outputs/ lists runs."""
-    try:
-        entries = list(run_dir.iterdir())
-        made_here = (run_dir / ".hydra" / "config.yaml").stat().st_mtime >= STARTED - 1.0
-    except OSError:
-        return
-    leftovers = [p for p in entries if p.name != ".hydra" and p.suffix != ".log" and not (p.is_dir() and
-                                                                                          not any(p.iterdir()))]
-    if made_here and not leftovers:
-        logging.shutdown()  # close train.log before it goes
-        shutil.rmtree(run_dir, ignore_errors=True)
-        with contextlib.suppress(OSError):  # outputs/<date>/ too, when this was its only run (never outputs/)
-            if run_dir.parent.resolve() != Path.cwd().resolve() and run_dir.parent.stat().st_mtime >= STARTED - 1.0:
-                run_dir.parent.rmdir()  # fails when not empty
-
-
 def _train(cfg: DictConfig) -> float:
-    from vae_cli.training import distributed, sweeps
+    from vae_cli.training import distributed, rundir, sweeps
     from vae_cli.build import resolve_device
     from vae_cli.apps.train import run_training
     from vae_cli.training.signals import StopRequested, stop_on_signals
     from vae_cli.pictures import val_score
-    from vae_cli.validate import as_user_error
 
     sweeps.register_resolvers()
-    runtime = HydraConfig.get().runtime
+    hydra_cfg = HydraConfig.get()
+    run_dir = hydra_cfg.runtime.output_dir
     try:
-        with stop_on_signals() as stop, distributed.process_group(use_cuda=resolve_device(cfg.device).type == "cuda"):
-            val = run_training(cfg, runtime.output_dir, dict(runtime.choices), stop=stop)
-    except StopRequested as e:  # SIGTERM / SIGINT: a checkpoint was written; exit 128 + signal number
-        log.warning(f"{e}; exit {e.exit_code}; continue with: vae-train resume={runtime.output_dir}")
-        sys.exit(e.exit_code)
+        with rundir.claim(run_dir, cfg, hydra_cfg, main=rundir.owns_run_dir()) as claimed, \
+                stop_on_signals() as stop, distributed.process_group(use_cuda=resolve_device(cfg.device).type == "cuda"):
+            try:
+                val = run_training(cfg, run_dir, dict(hydra_cfg.runtime.choices), stop=stop, ready=claimed.accept)
+            except StopRequested as e:  # SIGTERM / SIGINT: a checkpoint was written; logged while train.log is open
+                log.warning(f"{e}; exit {e.exit_code}; continue with: vae-train resume={run_dir}")
+                raise
+    except StopRequested as e:
+        sys.exit(e.exit_code)  # 128 + signal number
     except Exception as e:
-        if (user := as_user_error(e)) is None:
-            raise
-        _remove_failed_start(Path(runtime.output_dir))
-        _fail(user)
+        return _train_failed(e, run_dir, hydra_cfg)
+    sweeps.record_job(hydra_cfg, None)
     return val_score(val)  # higher is better: the elbo, or -loss for the VQ-VAE
+
+
+def _train_failed(e: Exception, run_dir: str, hydra_cfg) -> float:
+    """A single run: one line and exit 2 for a user's mistake or a full disk, else the traceback. In a sweep
+    every failure is this job's alone: one line, recorded for the summary, and the sweep goes on."""
+    from hydra.types import RunMode
+    from vae_cli.training import sweeps
+    from vae_cli.validate import as_user_error, disk_error
+
+    user = as_user_error(e) or disk_error(e, run_dir)
+    if hydra_cfg.mode != RunMode.MULTIRUN:
+        if user is None:
+            raise e
+        _fail(user)
+    message = sweeps.record_job(hydra_cfg, e if user is None else user, internal=user is None)
+    print(f"vae-train: error: {message}", file=sys.stderr)
+    return float("nan")  # a failed trial for sweepers that read the value (optuna)
+
+
+def _check_dirs(argv: list[str]) -> None:
+    """hydra.run.dir / hydra.sweep.dir typed on the command line must be creatable: one line, not Hydra's traceback."""
+    from vae_cli.training.rundir import check_creatable
+
+    used = "hydra.sweep.dir" if {"-m", "--multirun"} & set(argv) else "hydra.run.dir"
+    for arg in argv:
+        key, _, value = arg.partition("=")
+        if key.lstrip("+") == used and value:
+            check_creatable(value.strip("'\""), used)
 
 
 def train_main() -> None:
     """`vae-train`: train a VAE; every config group and key can be overridden on the command line."""
+    from vae_cli.training import sweeps
     from vae_cli.training.distributed import worker_overrides
     from vae_cli.training.resume import resume_argv
-    from vae_cli.training.sweeps import register_resolvers
 
     try:
         sys.argv = resume_argv(sys.argv)  # resume=RUN_DIR: that run's overrides and dir
+        _check_dirs(sys.argv[1:])
     except UserError as e:
         _fail(e)
-    register_resolvers()
+    sweeps.register_resolvers()
     sys.argv += worker_overrides(sys.argv[1:])  # torchrun ranks > 0 leave the run dir to rank 0
     _check_argv("vae-train", "train")
     hydra.main(config_path=CONFIG_PATH, config_name="train", version_base="1.3")(_train)()
+    if sweeps.FAILED:  # set by the sweep summary: some jobs of this sweep failed
+        sys.exit(EXIT_USER_ERROR)
 
 
 def _run_app(name: str, fn, cfg: DictConfig):

@@ -30,6 +30,9 @@ class Cyclical:
             raise ConfigError(f"schedule: total_steps={total_steps}, n_cycles={n_cycles} must be > 0 "
                               f"and ratio={ratio} in (0, 1]")
         self.period = math.ceil(total_steps / n_cycles)
+        if self.period < 2:  # every step would start a cycle: beta = 0 throughout
+            raise ConfigError(f"schedule: n_cycles={n_cycles} cycles over {total_steps} steps leave one step per "
+                              f"cycle, so beta would be 0 at every step; use n_cycles <= {total_steps // 2}")
         self.ratio = ratio
 
     def __call__(self, step: int) -> float:

@@ -3,12 +3,13 @@
 Each failure is one `ConfigError` naming the key, the offending value and what is allowed. Keys absent
 from the composed config (an option without that knob) are skipped.
 """
+import errno
+import importlib.resources
 import math
 import os
 from numbers import Real
 from pathlib import Path
 
-from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -31,18 +32,20 @@ NONNEG = (lambda x: _num(x) and x >= 0, "a finite number >= 0")
 OPT_POSITIVE_INT = (lambda x: x is None or POSITIVE_INT[0](x), "a positive integer or null")
 OPT_POSITIVE = (lambda x: x is None or POSITIVE[0](x), "a number > 0 or null")
 INT = (_int, "an integer")
+SEED = (lambda x: _int(x) and -2**63 <= x < 2**64, "an integer in [-2**63, 2**64 - 1] (what torch can seed)")
+SIZES = (lambda x: isinstance(x, list) and all(POSITIVE_INT[0](v) for v in x), "a list of positive integers")
+WIDTHS = (lambda x: SIZES[0](x) and len(x) > 0, "a non-empty list of positive integers (the last is the feature width)")
 BOOL = (lambda x: isinstance(x, bool), "true or false")
 RESUME = (lambda x: x is None or (isinstance(x, (bool, str)) and x != ""), "true, false or a run dir / checkpoint path")
 
 RULES = {
-    "latent_dim": POSITIVE_INT, "beta": NONNEG, "seed": INT, "max_steps": OPT_POSITIVE_INT,
+    "latent_dim": POSITIVE_INT, "beta": NONNEG, "seed": SEED, "max_steps": OPT_POSITIVE_INT,
     "max_epochs": OPT_POSITIVE_INT, "resume": RESUME,
     "objective.beta": NONNEG, "objective.free_bits": NONNEG, "objective.num_samples": POSITIVE_INT,
     "trainer.batch_size": POSITIVE_INT, "trainer.lr": POSITIVE, "trainer.weight_decay": NONNEG,
     "trainer.grad_clip": OPT_POSITIVE, "trainer.log_every": POSITIVE_INT, "trainer.eval_every": OPT_POSITIVE_INT,
     "trainer.eval_batch_size": POSITIVE_INT, "trainer.num_images": POSITIVE_INT,
     "trainer.keep_last": NONNEG_INT, "trainer.max_skips": POSITIVE_INT,
-    "trainer.precision": (lambda x: x in ("fp32", "bf16"), "fp32 or bf16"),
     "trainer.nonfinite": (lambda x: x in ("raise", "skip"), "raise or skip"),
     "dataset.val_size": POSITIVE_INT, "dataset.split_seed": INT, "dataset.download": BOOL,
     "dataset.num_train": POSITIVE_INT, "dataset.num_val": POSITIVE_INT, "dataset.num_test": POSITIVE_INT,
@@ -51,6 +54,8 @@ RULES = {
                             "a list [C, H, W] of three positive integers"),
     "likelihood.sigma": POSITIVE, "likelihood.min_sigma": POSITIVE,
     "schedule.warmup_steps": POSITIVE_INT, "schedule.start": (lambda x: _num(x) and 0 <= x <= 1, "in [0, 1]"),
+    "posterior.min_scale": NONNEG, "prior.min_scale": NONNEG, "model.encoder.hidden_sizes": WIDTHS,
+    "model.decoder.hidden_sizes": SIZES, "model.hidden_sizes": SIZES,
     "schedule.n_cycles": POSITIVE_INT, "schedule.ratio": (lambda x: _num(x) and 0 < x <= 1, "in (0, 1]"),
 }
 
@@ -69,9 +74,41 @@ def validate_config(cfg: DictConfig) -> None:
             raise ConfigError(f"{key}={node!r} must be {what}")
     if plain.get("max_steps") is None and plain.get("max_epochs") is None:
         raise ConfigError("set max_steps or max_epochs")
+    check_top_level_keys(plain)
 
 
 _ABSENT = object()
+
+
+def train_keys() -> set[str]:
+    """The top-level keys vae-train reads: train.yaml's own keys and its config groups."""
+    text = importlib.resources.files("vae_cli.configs").joinpath("train.yaml").read_text()
+    train = OmegaConf.create(text)
+    groups = {next(iter(d)).split(" ")[-1] for d in train.defaults if isinstance(d, (dict, DictConfig))}
+    return (set(train.keys()) | groups) - {"defaults", "hydra"}
+
+
+def check_top_level_keys(plain: dict) -> None:
+    """A key added with +key=... that nothing reads (e.g. +lr=10 for trainer.lr) is refused, not ignored."""
+    unknown = sorted(set(plain) - train_keys())
+    if unknown:
+        key = unknown[0]
+        near = [k for k in _leaf_keys(plain) if k.split(".")[-1] == key and "." in k]
+        hint = f"; did you mean {near[0]}=...?" if near else ""
+        raise ConfigError(f"{key}={plain[key]!r}: vae-train has no top-level key {key!r}, nothing would read it{hint}")
+
+
+def _leaf_keys(d: dict, prefix: str = "") -> list[str]:
+    out = []
+    for k, v in d.items():
+        out += _leaf_keys(v, f"{prefix}{k}.") if isinstance(v, dict) else [f"{prefix}{k}"]
+    return out
+
+
+def check_device(cfg: DictConfig, device) -> None:
+    """Cross-part rule: bf16 autocast is a CUDA feature."""
+    if cfg.trainer.get("precision") == "bf16" and device.type != "cuda":
+        raise ConfigError(f"trainer.precision=bf16 needs a CUDA device; this run is on {device}")
 
 
 def validate_data(cfg: DictConfig, num_train: int) -> None:
@@ -102,14 +139,24 @@ def one_line(e: BaseException) -> str:
 
 
 def as_user_error(e: BaseException) -> UserError | None:
-    """A UserError for exceptions a user's input caused (also when Hydra's instantiate wrapped them), else None."""
+    """A UserError for exceptions a user's input caused, else None (build.make has unwrapped Hydra's wrapper)."""
     if isinstance(e, UserError):
         return e
-    if isinstance(e, InstantiationException):
-        cause = e.__cause__
-        if isinstance(cause, UserError):
-            return cause
-        return ConfigError(one_line(e))  # e.g. a keyword the target does not take
     if isinstance(e, OmegaConfBaseException):
         return ConfigError(one_line(e))
     return None
+
+
+DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG, errno.EACCES, errno.EPERM, errno.EIO)
+
+
+def disk_error(e: BaseException, run_dir) -> UserError | None:
+    """A full, read-only or failing disk under a running run: one line naming the dir (checkpoints are written
+    atomically, so those already there are intact), else None."""
+    while e is not None and not isinstance(e, OSError):
+        e = e.__cause__ or e.__context__
+    if e is None or e.errno not in DISK_ERRORS:
+        return None
+    where = f" ({e.filename})" if e.filename else ""
+    return UserError(f"cannot write to run dir {run_dir}{where}: {e.strerror or e}; the checkpoints already "
+                     f"there are intact: free the disk, then continue with vae-train resume={run_dir}")

@@ -3,6 +3,8 @@ rebuilt from the checkpoint's stored config."""
 import csv
 import json
 import logging
+import math
+import os
 import time
 from pathlib import Path
 
@@ -10,10 +12,10 @@ import torch
 from omegaconf import DictConfig
 from torch.utils.tensorboard import SummaryWriter
 
-from vae_cli.apps.common import load, output_dir
+from vae_cli.apps.common import checkpoint_path, load, output_dir
 from vae_cli.apps.prior import code_prior_path, load_code_prior
 from vae_cli.data import prepare_fixed
-from vae_cli.errors import ConfigError
+from vae_cli.errors import ConfigError, UserError
 from vae_cli.evaluation.collapse import collapse_report
 from vae_cli.evaluation.codes import code_metrics
 from vae_cli.evaluation.iw_nll import score_split, split_metrics
@@ -39,6 +41,8 @@ def run_eval(cfg: DictConfig) -> dict:
     """Evaluate a checkpoint on a held-out split; returns (and writes) the metrics record."""
     start = time.perf_counter()
     check_eval_config(cfg)
+    path = checkpoint_path(cfg, "vae-eval")
+    check_out_dir(output_dir(cfg, path, f"eval-{path.stem}")[0])  # before any work is done
     ckpt, model, data, state, device = load(cfg, "vae-eval", check=lambda family: require_kind("vae-eval", KINDS,
                                                                                                family, ""))
     split = getattr(data, cfg.split)
@@ -78,7 +82,7 @@ def run_code_eval(cfg: DictConfig, ckpt: Path, model, x: torch.Tensor, y: torch.
               "wall_time_s": {"total_s": time.perf_counter() - start}}
     out, tb = output_dir(cfg, ckpt, f"eval-{ckpt.stem}")
     out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(json.dumps(record, indent=2) + "\n")
+    (out / "metrics.json").write_text(finite_json(record))
     if cfg.score:
         write_columns(out / f"scores-{cfg.split}.csv", {"label": y.tolist(), "distortion": distortion.tolist()})
     table = code_table(record)
@@ -114,6 +118,35 @@ def write_columns(path: Path, columns: dict[str, list]) -> None:
             w.writerow([i, *(f"{v:.4f}" if isinstance(v, float) else v for v in row)])
 
 
+def check_out_dir(out: Path) -> None:
+    """The output dir must be a dir (or creatable as one) and writable."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"out={out} is a file; give a directory for metrics.json (it is created if missing)")
+    existing = next(p for p in [out, *out.parents] if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"cannot write the evaluation to {out}: {existing} is not a writable directory; choose out=")
+
+
+def finite_json(record: dict) -> str:
+    """metrics.json: valid JSON always. A non-finite value is written as null, and `undefined` says why."""
+    why = {}
+
+    def clean(x, key):
+        if isinstance(x, dict):
+            return {k: clean(v, f"{key}.{k}" if key else k) for k, v in x.items()}
+        if isinstance(x, (list, tuple)):
+            return [clean(v, key) for v in x]
+        if isinstance(x, float) and not math.isfinite(x):
+            why[key] = ("undefined for a single example (num_examples=1)" if key == "iw_nll_stderr"
+                        and record.get("num_examples") == 1 else f"not finite ({x})")
+            return None
+        return x
+    out = clean(record, "")
+    if why:
+        out["undefined"] = why
+    return json.dumps(out, indent=2, allow_nan=False) + "\n"
+
+
 def noise_name(likelihood) -> str:
     return "dynamic binarization" if getattr(likelihood, "binary", False) else "uniform dequantization"
 
@@ -121,7 +154,7 @@ def noise_name(likelihood) -> str:
 def write_eval(cfg: DictConfig, ckpt: Path, record: dict, scores, labels: torch.Tensor) -> None:
     out, tb = output_dir(cfg, ckpt, f"eval-{ckpt.stem}")
     out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(json.dumps(record, indent=2) + "\n")
+    (out / "metrics.json").write_text(finite_json(record))
     if cfg.score:
         write_scores(out / f"scores-{cfg.split}.csv", scores, labels)
     log_eval_tensorboard(tb, record)

@@ -6,9 +6,11 @@ Other datasets train one once on their training split and cache it next to the d
 Inception FID: the features, their dimension and the images they see differ, so the numbers only rank
 models of the same dataset evaluated by this tool.
 """
+import contextlib
 import hashlib
 import logging
 import math
+import os
 from pathlib import Path
 
 import torch
@@ -90,21 +92,38 @@ def shipped_classifier(data: ImageData) -> SmallClassifier | None:
 
 
 def load_or_train(data: ImageData, device: torch.device, root: str | None) -> SmallClassifier:
-    """The packaged classifier for this dataset, else the cached one, training and caching it on first use."""
+    """The packaged classifier for this dataset, else the cached one, training and caching it on first use. A
+    cache that does not load (truncated, corrupt) counts as absent; one that cannot be written is skipped with a
+    warning."""
     if (net := shipped_classifier(data)) is not None:
         return net.to(device)
     path = cache_path(data, root)
     if path.is_file():
         net = SmallClassifier(data.image_shape[0], data.num_classes)
-        net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-        return net.to(device).eval()
+        try:
+            net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+            return net.to(device).eval()
+        except Exception as e:  # noqa: BLE001 - any unreadable cache is retrained and rewritten
+            log.warning(f"the sample-quality classifier cache {path} does not load ({type(e).__name__}); retraining it")
     log.info(f"training the sample-quality classifier for {data.name} once; cached at {path}")
     net = train_classifier(data, device)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(net.state_dict(), path)
+    save_cache(net, path)
     acc = accuracy(net, data.test.images.float() / 255.0, data.test.labels)
     log.info(f"sample-quality classifier: test accuracy {acc:.3f}")
     return net
+
+
+def save_cache(net: SmallClassifier, path: Path) -> None:
+    """Atomically (a temporary file renamed over the target), so an interrupted write never leaves half a cache."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(net.state_dict(), tmp)
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as e:  # no writable cache dir (HOME=/dev/null, a full disk): train again next time
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        log.warning(f"could not cache the sample-quality classifier at {path} ({e}); it is retrained next time")
 
 
 @torch.no_grad()

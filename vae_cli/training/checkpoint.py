@@ -2,6 +2,7 @@
 import contextlib
 import io
 import os
+import pickle
 import random
 from pathlib import Path
 
@@ -32,8 +33,9 @@ def seed_everything(seed: int) -> None:
 
 def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    cuda = list(state.get("cuda") or [])[:torch.cuda.device_count() if torch.cuda.is_available() else 0]
+    for i, s in enumerate(cuda):  # a device change (CPU <-> CUDA, fewer GPUs) restores what exists on both
+        torch.cuda.set_rng_state(s.cpu(), i)
     kind, keys, pos, has_gauss, gauss = state["numpy"]
     np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
     random.setstate(_as_tuples(state["python"]))
@@ -76,8 +78,13 @@ def load_checkpoint(path: Path, map_location="cpu") -> dict:
         raise UserError(f"checkpoint {path} does not exist")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError:  # weights_only refused a Python object: never suggest loading it unsafely
+        raise UserError(f"checkpoint {path} is not a vae-cli checkpoint or is not trusted: it holds Python objects "
+                        f"that the safe loader refuses to run") from None
     except Exception as e:  # truncated, corrupt or not a torch file at all
-        raise UserError(f"checkpoint {path} is corrupt or not a vae-cli checkpoint ({type(e).__name__}: {e})") from None
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise UserError(f"checkpoint {path} is corrupt or not a vae-cli checkpoint ({type(e).__name__}: {first})") \
+            from None
     if not isinstance(state, dict) or "model" not in state or "config" not in state:
         raise UserError(f"checkpoint {path} is not a vae-cli checkpoint (no model/config entries)")
     return state

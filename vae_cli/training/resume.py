@@ -8,7 +8,7 @@ import logging
 import re
 from pathlib import Path
 
-from omegaconf import OmegaConf
+from omegaconf import OmegaConf, open_dict
 
 from vae_cli import __version__
 from vae_cli.training.checkpoint import load_checkpoint
@@ -21,6 +21,10 @@ log = logging.getLogger("vae_cli")
 MAY_CHANGE = ("resume", "max_steps", "max_epochs", "trainer.max_steps", "device", "data_dir", "dataset.root",
               "dataset.download", "trainer.log_every", "trainer.eval_every", "trainer.eval_batch_size",
               "trainer.keep_last", "trainer.nonfinite", "trainer.max_skips", "trainer.num_images")
+# Values the first start fixes for the whole run: a resumed (or extended) run keeps the stored value unless the
+# user typed another one. schedule.total_steps sets the cyclical schedule's period (total_steps / n_cycles):
+# extending a cyclical run with a larger max_steps keeps that period and simply runs more cycles.
+FIXED_BY_FIRST_START = ("schedule.total_steps",)
 FALSE = ("false", "False", "null", "None", "")
 TRUE = ("true", "True")
 
@@ -65,8 +69,24 @@ def find_checkpoint(run_dir: Path, resume) -> tuple[dict, Path] | None:
     return None
 
 
+def keep_first_start(cfg, state: dict) -> None:
+    """FIXED_BY_FIRST_START keys that still follow their default interpolation take the checkpoint's values."""
+    stored = _flatten(state.get("config", {}))
+    for key in FIXED_BY_FIRST_START:
+        parent, _, leaf = key.rpartition(".")
+        node = OmegaConf.select(cfg, parent) if parent else cfg
+        if key in stored and node is not None and leaf in node and OmegaConf.is_interpolation(node, leaf):
+            with open_dict(cfg):
+                OmegaConf.update(cfg, key, stored[key], merge=False)
+
+
 def check_resumable(state: dict, path: Path, config: dict) -> None:
-    """The checkpoint must come from this version (major.minor) and this config (up to MAY_CHANGE keys)."""
+    """The checkpoint must come from this version (major.minor) and this config (up to MAY_CHANGE keys), and the
+    run must not end before the checkpoint's step."""
+    step, max_steps = int(state.get("step", 0)), config.get("max_steps")
+    if isinstance(max_steps, int) and max_steps < step:
+        raise ConfigError(f"max_steps={max_steps} is below step {step} of checkpoint {path}: to train on, set "
+                          f"max_steps above {step}; to branch from an earlier step, resume=<its step_*.pt file>")
     version = str(state.get("version", "unknown"))
     if version.split(".")[:2] != __version__.split(".")[:2]:
         raise UserError(f"checkpoint {path} was written by vae-cli {version}; this is {__version__}. "

@@ -22,6 +22,7 @@ from vae_cli.training.signals import StopRequested
 from vae_cli.training.tblog import RunLogger
 
 log = logging.getLogger("vae_cli")
+COMPILE_MODES = (None, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 @dataclass
@@ -43,6 +44,8 @@ class Trainer:
                               f"eval_every={eval_every}, eval_batch_size={eval_batch_size} must all be > 0")
         if precision not in ("fp32", "bf16"):
             raise ConfigError(f"trainer.precision={precision!r}; choose fp32 or bf16")
+        if compile_mode not in COMPILE_MODES:
+            raise ConfigError(f"trainer.compile_mode={compile_mode!r}; choose one of {COMPILE_MODES}")
         if grad_clip is not None and grad_clip <= 0:
             raise ConfigError(f"trainer.grad_clip={grad_clip} must be > 0 (or null for no clipping)")
         self.max_steps, self.batch_size, self.lr, self.weight_decay = max_steps, batch_size, lr, weight_decay
@@ -54,9 +57,7 @@ class Trainer:
         self.progress, self.progress_every_s = check_setting(progress), progress_every_s  # progress.py
 
     def autocast(self, device: torch.device):
-        if self.precision == "bf16":
-            if device.type != "cuda":
-                raise ConfigError(f"trainer.precision=bf16 needs a CUDA device; this run is on {device}")
+        if self.precision == "bf16":  # validate.check_device: bf16 needs CUDA
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
@@ -66,7 +67,6 @@ class Trainer:
 
         resume: a checkpoint to continue from exactly; stop: a flag (signals.StopFlag) read once per step."""
         self.device, self.config, self.ckpt_dir = torch.device(device), config, Path(run_dir) / "checkpoints"
-        self.autocast(self.device)  # fails early for bf16 off CUDA
         speed.to_channels_last(model.to(self.device), self.channels_last)
         speed.set_tf32(self.tf32, self.device)
         data = data.to(self.device)
