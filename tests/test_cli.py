@@ -90,10 +90,10 @@ def test_help_lists_every_group():
     out = subprocess.run([str(exe), "--help"], capture_output=True, text=True, check=True).stdout
     for line in ("dataset: cifar10, fake, fashion_mnist, mnist", "likelihood: bernoulli, gaussian",
                  "objective: beta_vae, elbo, free_bits, gumbel, iwae, kl_annealing, multi_sample_elbo, vq",
-                 "model: conv, cvae, cvae_conv, gumbel, hierarchical, mlp, vqvae",
+                 "model: conv, cvae, cvae_conv, gumbel, hierarchical, ladder, mlp, vqvae",
                  "posterior: categorical, gaussian, iaf, mixture, planar, vq",
                  "prior: mixture, standard_normal, uniform_categorical, uniform_codes, vamp",
-                 "experiment: iwae_mnist_1layer, iwae_mnist_2layer"):
+                 "experiment: iwae_paper_1layer, iwae_paper_2layer, ladder_1layer, ladder_2layer, vae_paper_1layer, vae_paper_2layer, vamp_1layer"):
         assert line in out
 
 

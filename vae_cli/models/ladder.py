@@ -207,7 +207,7 @@ class LadderVAE(nn.Module):
             lp = [balance_gradient(t, g) for t, g in zip(lp, gamma)]
             kl_dims = [None if t is None else balance_gradient(t, g) for t, g in zip(kl_dims, gamma)]
         per_dim = torch.cat(kl_dims, -1) if kl_dims[-1] is not None else None
-        return LatentTerms(log_px, sum(lq), sum(lp), per_dim, kl_layers)
+        return LatentTerms(log_px, sum(lp), sum(lq), per_dim, kl_layers)
 
     def _balance(self, kl_layers: torch.Tensor) -> torch.Tensor | None:
         """NVAE's coefficients (L,) during the first kl_balance_steps training calls with gradients; else None."""
