@@ -7,8 +7,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import make_cfg
-from vae_cli.build import build_model
+from conftest import has_dataset, make_cfg
+from vae_cli.apps.train import run_training
+from vae_cli.build import build_model, load_model_from_checkpoint
+from vae_cli.data import prepare_fixed
+from vae_cli.evaluation.iw_nll import iw_log_likelihood
 from vae_cli.evaluation.layers import layer_report
 from vae_cli.models.decoders import MLPDecoder
 from vae_cli.models.hierarchical import LadderEncoder
@@ -50,16 +53,16 @@ def spy_layers(model) -> dict:
 
 def test_per_layer_kls_match_monte_carlo_and_split_the_per_dim_kl():
     torch.manual_seed(0)
-    model, x = perturbed(build_model(make_cfg(*THREE_LAYERS), (1, 28, 28))), batch()
+    model, x, s = perturbed(build_model(make_cfg(*THREE_LAYERS), (1, 28, 28))), batch(4), 5000
     seen = spy_layers(model)
     torch.manual_seed(3)
     with torch.no_grad():
-        t = model.latent_terms(x, None, 20000)
-    assert t.kl_per_layer.shape == (8, 3) and t.kl_per_dim.shape == (8, 5 + 4 + 3)
+        t = model.latent_terms(x, None, s)
+    assert t.kl_per_layer.shape == (4, 3) and t.kl_per_dim.shape == (4, 5 + 4 + 3)
     for l, part in enumerate(t.kl_per_dim.split([5, 4, 3], -1)):
         assert torch.allclose(part.sum(-1), t.kl_per_layer[:, l], atol=1e-4)
         mc = (seen["lq"][l] - seen["lp"][l]).mean(0)  # (B,) Monte Carlo KL of layer l given the layers above
-        se = (seen["lq"][l] - seen["lp"][l]).std(0) / math.sqrt(20000)
+        se = (seen["lq"][l] - seen["lp"][l]).std(0) / math.sqrt(s)
         assert ((mc - t.kl_per_layer[:, l]).abs() < 5 * se + 1e-3).all(), (l, mc, t.kl_per_layer[:, l])
     assert torch.allclose(t.log_qz, sum(seen["lq"])) and torch.allclose(t.log_pz, sum(seen["lp"]))
     assert (t.kl_per_layer[:, :2] >= 0).all() and t.kl_per_layer.min() > 0.1  # every layer is in use
@@ -200,6 +203,20 @@ def test_presets_build_the_paper_architectures_and_the_ladder():
         assert cfg.objective._target_.endswith(objective) and cfg.objective.get("num_samples", 1) == k
         assert cfg.trainer.batch_size == 20 and cfg.model.encoder.activation == "Tanh"
     ladder = build_model(make_cfg("experiment=ladder_2layer"), (1, 28, 28))
-    assert isinstance(ladder, LadderVAE) and ladder.dims == [100, 50]
+    assert isinstance(ladder, LadderVAE) and ladder.dims == [50, 50]
     assert isinstance(build_model(make_cfg("experiment=vamp_1layer"), (1, 28, 28)).prior,
                       torch.nn.Module) and make_cfg("experiment=vamp_1layer").prior.num_pseudo == 500
+
+
+def equal_budget_nll(preset: str, run_dir, steps: int, seed: int = 0, k: int = 100, num_test: int = 500) -> float:
+    """Train `experiment=preset` for `steps` steps on real MNIST (CPU) and return its test IW-NLL (k samples,
+    the first num_test test images, binarized with a fixed seed), in nats."""
+    cfg = make_cfg("dataset=mnist", "dataset.download=false", f"experiment={preset}", f"max_steps={steps}",
+                   f"seed={seed}", "device=cpu", f"trainer.eval_every={steps}", f"trainer.log_every={steps}",
+                   "trainer.num_images=16", "trainer.keep_last=0")
+    run_training(cfg, run_dir)
+    model, data, _, _ = load_model_from_checkpoint(run_dir / "checkpoints" / "last.pt", torch.device("cpu"))
+    x = prepare_fixed(model.likelihood.prepare, data.test.images[:num_test], 0)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        return -float(torch.cat([iw_log_likelihood(model, xb, None, k, k) for xb in x.split(100)]).mean())
