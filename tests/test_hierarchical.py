@@ -12,7 +12,7 @@ from vae_cli.apps.train import run_training
 from vae_cli.build import build_model, load_model_from_checkpoint
 from vae_cli.data import prepare_fixed
 from vae_cli.evaluation.iw_nll import iw_log_likelihood
-from vae_cli.evaluation.layers import layer_report
+from vae_cli.evaluation.collapse import collapse_report
 from vae_cli.models.decoders import MLPDecoder
 from vae_cli.models.hierarchical import LadderEncoder
 from vae_cli.models.ladder import LadderVAE, balance_coefficients
@@ -44,9 +44,9 @@ def spy_layers(model) -> dict:
     """Record the per-layer log q and log p (S, B) lists that latent_terms sums, bottom first."""
     seen, terms = {}, model._terms
 
-    def spy(log_px, lq, lp, kl_dims, kl_layers):
+    def spy(log_px, lq, lp, kl_dims, kl_layers, top):
         seen.update(lq=lq, lp=lp)
-        return terms(log_px, lq, lp, kl_dims, kl_layers)
+        return terms(log_px, lq, lp, kl_dims, kl_layers, top)
     model._terms = spy
     return seen
 
@@ -111,10 +111,10 @@ def test_ancestral_samples_have_the_closed_form_moments_of_a_linear_gaussian_mod
     model, n = linear_gaussian_model(0.3), 200_000
     (mz, cz), (mx, cx) = linear_gaussian_moments(model, 0.3)
     torch.manual_seed(1)
-    zs, _ = model.sample_latents(n)
+    zs, _ = model.walk_down(model.sample_latents(n))
     assert_moments(zs[0].double(), mz.double(), cz.double())
-    assert_moments(model.sample(n).sample().flatten(1).double(), mx.double(), cx.double())
-    means, _ = model.sample_latents(n, mean_path=True)  # the second grid: conditional means below the top
+    assert_moments(model.generate(model.sample_latents(n)).sample().flatten(1).double(), mx.double(), cx.double())
+    means, _ = model.walk_down(model.sample_latents(n), ancestral=False)  # the second grid: conditional means
     s2 = F.softplus(model.p_layers[0].head.bias[3:] + math.log(math.e - 1)) ** 2
     assert_moments(means[0].double(), mz.double(), (cz - torch.diag(s2)).double())
 
@@ -184,14 +184,14 @@ def test_layer_report_gives_kl_active_units_and_collapsed_dims_per_layer():
     torch.manual_seed(0)
     model, x = perturbed(build_model(make_cfg(*THREE_LAYERS), (1, 28, 28))), batch(64)
     kl = Objective()(model, x, 0)["kl_per_dim"]
-    report = layer_report(model, x, torch.zeros(64, dtype=torch.long), kl, 16, kl_threshold=0.5)
+    report = collapse_report(model, x, torch.zeros(64, dtype=torch.long), kl, 16, kl_threshold=0.5)["per_layer"]
     assert [r["layer"] for r in report] == [1, 2, 3] and [r["dims"] for r in report] == [5, 4, 3]
     for r, part in zip(report, kl.split([5, 4, 3])):
         assert r["kl"] == pytest.approx(float(part.sum()), rel=1e-5)
         assert r["collapsed_dims"] == [int(j) for j in torch.nonzero(part < 0.5).flatten()]
         assert 0 <= r["active_units"] <= r["dims"]
     one = build_model(make_cfg("experiment=ladder_1layer"), (1, 28, 28))
-    assert layer_report(one, x, torch.zeros(64, dtype=torch.long), None, 16) is None
+    assert collapse_report(one, x, torch.zeros(64, dtype=torch.long), None, 16)["per_layer"] is None
 
 
 def test_presets_build_the_paper_architectures_and_the_ladder():

@@ -62,12 +62,14 @@ def collapse_report(model, x: torch.Tensor, y: torch.Tensor, kl_per_dim: torch.T
         report["kl_per_dim_sorted"] = [[int(j), float(kl_per_dim[j])] for j in order]
     report["collapsed_dims"] = collapsed_dims(kl_per_dim, au_var, kl_threshold)
     report["verdict"] = verdict(report["collapsed_dims"], kl_per_dim, au_var, report["mutual_information"])
-    report["per_layer"] = per_layer(model, kl_per_dim, au_var)
+    report["per_layer"] = per_layer(model, kl_per_dim, au_var, kl_threshold)
     return report
 
 
-def per_layer(model, kl_per_dim: torch.Tensor | None, au_var: torch.Tensor | None) -> list[dict] | None:
-    """Hierarchies: per stochastic layer (bottom first) its dims, KL (nats) and active units; else None."""
+def per_layer(model, kl_per_dim: torch.Tensor | None, au_var: torch.Tensor | None,
+              kl_threshold: float = 0.01) -> list[dict] | None:
+    """Hierarchies: per stochastic layer (bottom first) its dims, KL (nats), active units and collapsed dims
+    (indices within the layer); else None."""
     dims = model.layer_dims
     if len(dims) < 2:
         return None
@@ -75,7 +77,8 @@ def per_layer(model, kl_per_dim: torch.Tensor | None, au_var: torch.Tensor | Non
     aus = model.split_layers(au_var) if au_var is not None else [None] * len(dims)
     return [{"layer": l + 1, "dims": d, "kl": None if kl is None else float(kl.sum()),
              "kl_per_dim": None if kl is None else kl.tolist(),
-             "active_units": None if au is None else int((au > 0.01).sum())}
+             "active_units": None if au is None else int((au > 0.01).sum()),
+             "collapsed_dims": collapsed_dims(kl, au, kl_threshold)}
             for l, (d, kl, au) in enumerate(zip(dims, kls, aus))]
 
 

@@ -24,7 +24,8 @@ from torch.distributions import Distribution, Independent, Normal, kl_divergence
 
 from vae_cli.errors import ConfigError
 from vae_cli.models.layers import mlp
-from vae_cli.models.vae import LatentTerms, kl_per_dim, point_estimate, sample_with_log_prob
+from vae_cli.models.base import Family, LatentKind, LatentTerms
+from vae_cli.models.vae import kl_per_dim, sample_with_log_prob
 
 SOFTPLUS_INV_ONE = math.log(math.e - 1.0)  # softplus(SOFTPLUS_INV_ONE) = 1
 
@@ -84,17 +85,20 @@ def balance_coefficients(kl_layers: torch.Tensor, dims: list[int]) -> torch.Tens
     return len(dims) * c / c.sum()
 
 
-class LadderVAE(nn.Module):
+class LadderVAE(Family):
     """`lower_dims` are the sizes of z_1 ... z_{L-1} (may be empty: a one-layer VAE); z_L has `latent_dim`.
 
-    Same methods as HierarchicalVAE: encode(x) is q(z_L | x); decode(z_L) walks down through the conditional
-    means of p(z_l | z_{>l}); latent_terms scores all layers; sample(n) draws ancestral samples."""
+    The family contract (models/base.py) for a hierarchy: encode(x) is q(z_L | x); generate(z_L) draws
+    z_l ~ p(z_l | z_{>l}) down to z_1 (ancestral); decode(z_L) walks down through the conditional means;
+    latent_terms scores all layers."""
+
+    latent_kind, part_kind = LatentKind.HIERARCHY, LatentKind.CONTINUOUS
 
     def __init__(self, encoder: nn.Module, posterior: nn.Module, decoder: nn.Module, likelihood: nn.Module,
                  prior: nn.Module, latent_dim: int, lower_dims: list[int] = (100,),
                  td_sizes: list[int] = (100, 100), activation: str = "ELU", min_scale: float = 1e-5,
                  kl_balance_steps: int = 0):
-        super().__init__()
+        super().__init__(encoder, posterior, decoder, likelihood, prior)
         dims, feats = [*lower_dims, latent_dim], list(getattr(encoder, "feature_sizes", []))
         if len(feats) != len(dims):
             raise ConfigError(f"model=ladder: {len(dims)} stochastic layers (lower_dims={list(lower_dims)}) need an "
@@ -103,8 +107,6 @@ class LadderVAE(nn.Module):
         if kl_balance_steps < 0 or not td_sizes:
             raise ConfigError(f"model=ladder: kl_balance_steps={kl_balance_steps} must be >= 0 and "
                               f"td_sizes={list(td_sizes)} non-empty")
-        self.encoder, self.posterior, self.decoder = encoder, posterior, decoder
-        self.likelihood, self.prior = likelihood, prior
         self.dims, self.kl_balance_steps, stream = dims, int(kl_balance_steps), td_sizes[-1]  # H
         top = len(dims) - 1
         # td[i - 1] makes the stream of layer i - 1 from z_i (0-based) and, below the top, the stream of layer i
@@ -120,11 +122,12 @@ class LadderVAE(nn.Module):
     def num_layers(self) -> int:
         return len(self.dims)
 
+    @property
+    def layer_dims(self) -> list[int]:
+        return list(self.dims)
+
     def encode(self, x: torch.Tensor, y: torch.Tensor | None = None) -> Distribution:
         return self.posterior(self.encoder(x))  # q(z_L | x)
-
-    def prior_dist(self) -> Distribution:
-        return self.prior(encode=self.encode)  # p(z_L)
 
     def _stream(self, i: int, z: torch.Tensor, h: torch.Tensor | None) -> torch.Tensor:
         """z_i (..., D_i) and the stream at layer i (None at the top) -> the stream at layer i - 1 (..., H)."""
@@ -145,36 +148,40 @@ class LadderVAE(nn.Module):
 
     def decode(self, z: torch.Tensor, y: torch.Tensor | None = None) -> Distribution:
         """z_L (..., D_L) -> p(x | z_1, h_1) with z_l = E[z_l | z_{>l}] on the way down."""
-        return self._decode_path(z, lambda p: p.mean)
+        return self.generate(z, y, ancestral=False)
 
-    def _decode_path(self, z: torch.Tensor, pick) -> Distribution:
-        zs, h = self._walk_down(z, pick)
+    def generate(self, z: torch.Tensor, y: torch.Tensor | None = None, ancestral: bool = True,
+                 temperature: float = 1.0) -> Distribution:
+        """z_L (..., D_L) -> p(x | z_1, h_1): z_l ~ p(z_l | z_{>l}) with its noise times `temperature`
+        (ancestral), or z_l = its mean."""
+        zs, h = self.walk_down(z, ancestral, temperature)
         return self._likelihood_at(zs[0], h)
 
-    def sample_latents(self, n: int, mean_path: bool = False) -> tuple[list[torch.Tensor], torch.Tensor | None]:
-        """Ancestral z_L ~ p(z_L), z_l ~ p(z_l | z_{>l}) (or the conditional means) -> ([z_1 ... z_L], h_1)."""
-        pick = (lambda p: p.mean) if mean_path else (lambda p: p.sample())
-        return self._walk_down(self.prior_dist().sample((n,)), pick)
+    def walk_down(self, z: torch.Tensor, ancestral: bool = True, temperature: float = 1.0
+                  ) -> tuple[list[torch.Tensor], torch.Tensor | None]:
+        """From z_L through p(z_l | z_{>l}) -> ([z_1, ..., z_L], the stream at layer 1)."""
+        def pick(p: Independent) -> torch.Tensor:
+            return p.mean + temperature * p.stddev * torch.randn_like(p.mean) if ancestral else p.mean
+        return self._walk_down(z, pick)
 
-    def sample(self, n: int, mean_path: bool = False) -> Distribution:
-        """p(x | z_1, h_1) for n ancestral samples of the latents (batch (n,)); mean_path: conditional means
-        below the top (the second grid), i.e. decode(z_L) with z_L ~ p(z_L)."""
-        zs, h = self.sample_latents(n, mean_path)
-        return self._likelihood_at(zs[0], h)
-
-    def layer_means(self, x: torch.Tensor, y: torch.Tensor | None = None) -> tuple[list[torch.Tensor], torch.Tensor | None]:
-        """The posterior-mean path: ([E q(z_1 | ...), ..., E q(z_L | x)] each (B, D_l), stream at layer 1).
-        For per-layer active units (Var_x of each layer's mean)."""
+    def _posterior_path(self, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor | None]:
+        """The posterior-mean path: ([E q(z_1 | ...), ..., E q(z_L | x)] each (B, D_l), stream at layer 1);
+        a top without a closed-form mean (flows) contributes one draw."""
         ds = self.encoder.features(x)
-        zs, h = [point_estimate(self.posterior(ds[-1]))], None
+        q = self.posterior(ds[-1])
+        zs, h = [q.mean if self.has_posterior_mean else q.sample()], None
         for i in reversed(range(1, self.num_layers)):
             h = self._stream(i, zs[0], h)
             zs.insert(0, self.q_layers[i - 1](ds[i - 1], h, self.p_layers[i - 1](h)).mean)
         return zs, h
 
+    def layer_means(self, x: torch.Tensor, y: torch.Tensor | None = None) -> list[torch.Tensor]:
+        """E q(z_l | ...) per layer on the posterior-mean path, bottom first: [(B, D_1), ..., (B, D_L)]."""
+        return self._posterior_path(x)[0]
+
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> Distribution:
         """Reconstruction through the posterior's point estimates at every layer."""
-        zs, h = self.layer_means(x, y)
+        zs, h = self._posterior_path(x)
         return self._likelihood_at(zs[0], h)
 
     def latent_terms(self, x: torch.Tensor, y: torch.Tensor | None = None, num_samples: int = 1) -> LatentTerms:
@@ -183,7 +190,8 @@ class LadderVAE(nn.Module):
         over S. kl_per_dim (B, D_1 + ... + D_L), z_1's dims first (None when the top has no closed form)."""
         ds = self.encoder.features(x)
         q, p = self.posterior(ds[-1]), self.prior_dist()
-        z, log_q = sample_with_log_prob(q, num_samples)  # (S, B, D_L), (S, B)
+        z_top, log_q = sample_with_log_prob(q, num_samples, self.posterior.density_anywhere)  # (S, B, D_L), (S, B)
+        z = z_top
         log_p, top_dims = p.log_prob(z), kl_per_dim(q, p)  # (S, B), (B, D_L) or None
         lq, lp, kl_dims = [log_q], [log_p], [top_dims]
         kl_layers = [top_dims.sum(-1) if top_dims is not None else (log_q - log_p).mean(0)]
@@ -197,17 +205,17 @@ class LadderVAE(nn.Module):
             kl_dims.insert(0, kl_divergence(q_i.base_dist, p_i.base_dist).mean(0))  # (B, D_i)
             kl_layers.insert(0, kl_dims[0].sum(-1))
         log_px = self._likelihood_at(z, h).log_prob(x)  # (S, B)
-        return self._terms(log_px, lq, lp, kl_dims, torch.stack(kl_layers, -1))
+        return self._terms(log_px, lq, lp, kl_dims, torch.stack(kl_layers, -1), (z_top, q, p))
 
-    def _terms(self, log_px, lq: list, lp: list, kl_dims: list, kl_layers: torch.Tensor) -> LatentTerms:
-        """Sum the per-layer terms, with KL balancing's gradient scaling while it is on."""
+    def _terms(self, log_px, lq: list, lp: list, kl_dims: list, kl_layers: torch.Tensor, top: tuple) -> LatentTerms:
+        """Sum the per-layer terms, with KL balancing's gradient scaling while it is on; `top` = (z_L, q, p)."""
         gamma = self._balance(kl_layers)
         if gamma is not None:
             lq = [balance_gradient(t, g) for t, g in zip(lq, gamma)]
             lp = [balance_gradient(t, g) for t, g in zip(lp, gamma)]
             kl_dims = [None if t is None else balance_gradient(t, g) for t, g in zip(kl_dims, gamma)]
         per_dim = torch.cat(kl_dims, -1) if kl_dims[-1] is not None else None
-        return LatentTerms(log_px, sum(lp), sum(lq), per_dim, kl_layers)
+        return LatentTerms(log_px, sum(lp), sum(lq), per_dim, kl_layers, *top)
 
     def _balance(self, kl_layers: torch.Tensor) -> torch.Tensor | None:
         """NVAE's coefficients (L,) during the first kl_balance_steps training calls with gradients; else None."""
