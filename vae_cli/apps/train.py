@@ -4,8 +4,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from vae_cli.build import (build_data, build_model, build_objective, check_compatible, check_config, check_objective,
-                           make, resolve_device, set_num_classes, set_run_length)
+from vae_cli.build import (build_data, build_model, build_objective, build_trainer, check_compatible, check_config,
+                           check_objective, resolve_device, set_num_classes, set_run_length)
 from vae_cli.pictures import summary
 from vae_cli.training import distributed
 from vae_cli.training.checkpoint import seed_everything
@@ -18,7 +18,7 @@ log = logging.getLogger("vae_cli")
 def hparams(cfg: DictConfig, choices: dict) -> dict:
     """What the HParams tab compares across a sweep: the group choices plus the knobs people sweep."""
     picked = {k: v for k, v in choices.items() if not k.startswith("hydra") and v is not None}
-    knobs = {"beta": cfg.objective.get("beta"), "latent_dim": cfg.latent_dim, "seed": cfg.seed,
+    knobs = {"beta": OmegaConf.select(cfg, "objective.weight.beta"), "latent_dim": cfg.latent_dim, "seed": cfg.seed,
              "free_bits": cfg.objective.get("free_bits", 0.0), "lr": cfg.trainer.lr,
              "batch_size": cfg.trainer.batch_size, "max_steps": cfg.max_steps}
     return {**picked, **knobs}
@@ -40,7 +40,7 @@ def run_training(cfg: DictConfig, run_dir: str | Path, choices: dict | None = No
     set_num_classes(cfg, data.num_classes)
     model = build_model(cfg, data.image_shape)
     check_compatible(model, data, choices)
-    objective, trainer = build_objective(cfg), make(cfg.trainer)
+    objective, trainer = build_objective(cfg), build_trainer(cfg)
     check_objective(model, objective, choices)
     n_params = sum(p.numel() for p in model.parameters())
     log.info(f"{data.name}: {len(data.train)} train / {len(data.val)} val images of shape {data.image_shape}; "
