@@ -2,8 +2,9 @@
 import pytest
 import torch
 
-from vae_cli.build import build_data, build_model, build_objective, set_run_length
-from vae_cli.training.trainer import Trainer
+import inspect
+
+from vae_cli.build import build_data, build_model, build_objective, build_trainer, set_run_length
 
 
 def fit_debug(cfg_factory, tmp_path, *overrides):
@@ -13,15 +14,14 @@ def fit_debug(cfg_factory, tmp_path, *overrides):
     data = build_data(cfg)
     set_run_length(cfg, len(data.train))
     model, objective = build_model(cfg, data.image_shape), build_objective(cfg)
-    kwargs = {k: v for k, v in cfg.trainer.items() if k != "_target_"}
-    trainer = Trainer(**{**kwargs, "max_steps": cfg.max_steps})
+    trainer = build_trainer(cfg)
     val = trainer.fit(model, objective, data, torch.device("cpu"), tmp_path, {}, "", {})
     return trainer, model, data, objective, val
 
 
 def test_fused_adam_and_channels_last_reach_torch(cfg_factory, tmp_path):
     trainer, model, _, _, val = fit_debug(cfg_factory, tmp_path, "model=conv", "max_steps=4",
-                                          "trainer.fused_adam=true", "trainer.channels_last=true")
+                                          "optimizer.fused=true", "trainer.channels_last=true")
     assert trainer.opt.defaults["fused"] is True
     convs = [m.weight for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))]
     assert convs and all(w.is_contiguous(memory_format=torch.channels_last) for w in convs)
@@ -30,7 +30,7 @@ def test_fused_adam_and_channels_last_reach_torch(cfg_factory, tmp_path):
 
 
 def test_fused_adam_takes_the_same_steps_as_plain_adam(cfg_factory, tmp_path):
-    params = [fit_debug(cfg_factory, tmp_path / str(f), "max_steps=5", f"trainer.fused_adam={f}")[1].parameters()
+    params = [fit_debug(cfg_factory, tmp_path / str(f), "max_steps=5", f"optimizer.fused={f}")[1].parameters()
               for f in (False, True)]
     for a, b in zip(*params):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
@@ -63,8 +63,8 @@ def test_train_step_reads_nothing_back_from_the_device(cfg_factory, tmp_path, mo
     The control case reads the loss back inside the step, so the probe can fail."""
     trainer, model, data, objective, _ = fit_debug(cfg_factory, tmp_path, "max_steps=1")
     if sync_in_step:
-        step_fn = trainer.step_fn
-        trainer.step_fn = lambda *a: (lambda terms: (terms["loss"].mean().item(), terms)[1])(step_fn(*a))
+        module = trainer.step_fn.module
+        trainer.step_fn.module = lambda *a: (lambda terms: (terms["loss"].mean().item(), terms)[1])(module(*a))
     reads, in_optimizer = [], [False]
     for name in ("item", "tolist", "__bool__", "__float__", "__int__"):
         real = getattr(torch.Tensor, name)
@@ -81,7 +81,28 @@ def test_train_step_reads_nothing_back_from_the_device(cfg_factory, tmp_path, mo
         step(*args, **kwargs)
         in_optimizer[0] = False
     trainer.opt.step = opt_step
-    for i in range(3):
-        trainer._train_step(model, objective, data, i)  # forward, backward, clip, meter, Adam
+    for _ in range(3):
+        trainer._train_step()  # gather, forward, backward, clip, meter, Adam
     monkeypatch.undo()
     assert reads == (["item"] * 3 if sync_in_step else []), reads
+
+
+@pytest.mark.parametrize("overrides", [["objective=kl_annealing", "schedule.warmup_steps=4", "lr_schedule=cosine"],
+                                       ["model=gumbel", "objective.temperature.rate=0.1", "schedule=cyclical"]])
+def test_the_step_function_takes_no_python_value_that_changes_per_step(cfg_factory, tmp_path, overrides):
+    """What a captured CUDA graph needs: the step reads the step counter and the batch from device tensors.
+    The objective sees the same step tensor object every step (its value advancing in place), and beta,
+    the temperature and the lr it computes from it equal the Python-int schedules."""
+    trainer, model, _, objective, _ = fit_debug(cfg_factory, tmp_path, "max_steps=2", *overrides)
+    fn = trainer.step_fn
+    assert inspect.signature(fn).parameters == {}
+    seen, module = [], fn.module
+    fn.module = lambda x, step, y: (seen.append((id(step), int(step), objective.knobs(step))), module(x, step, y))[1]
+    for _ in range(4):
+        trainer._train_step()
+    assert len({i for i, _, _ in seen}) == 1 and [s for _, s, _ in seen] == [2, 3, 4, 5]
+    for _, s, knobs in seen:
+        for name, value in knobs.items():
+            assert torch.as_tensor(value).item() == pytest.approx(objective.knobs(s)[name], rel=1e-6), name
+    lr = trainer.opt.param_groups[0]["lr"]  # set for the last update, step 5
+    assert lr == pytest.approx(trainer.sched.value(5) * trainer.lr, rel=1e-6)

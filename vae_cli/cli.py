@@ -25,8 +25,10 @@ def _train(cfg: DictConfig) -> float:
     from vae_cli.training.signals import StopRequested, stop_on_signals
     from vae_cli.pictures import val_score
     from vae_cli.validate import as_user_error
+    from vae_cli.training.threads import apply_in_job
 
     sweeps.register_resolvers()
+    apply_in_job(cfg.trainer.get("threads"))  # torch's thread count, one log line (training/threads.py)
     runtime = HydraConfig.get().runtime
     try:
         with stop_on_signals() as stop, distributed.process_group(use_cuda=resolve_device(cfg.device).type == "cuda"):
@@ -43,6 +45,9 @@ def _train(cfg: DictConfig) -> float:
 
 def train_main() -> None:
     """`vae-train`: train a VAE; every config group and key can be overridden on the command line."""
+    from vae_cli.training.threads import preset_environment
+
+    preset_environment(sys.argv[1:])  # OMP_* before torch is imported: libgomp reads them at load
     from vae_cli.training.distributed import worker_overrides
     from vae_cli.training.resume import resume_argv
     from vae_cli.training.sweeps import register_resolvers

@@ -46,14 +46,6 @@ def fill_optimizer(optimizer, params: list, device: torch.device, capturable: bo
     return optimizer.func(params, *optimizer.args, **kwargs)
 
 
-def set_threads(threads: int | None) -> None:
-    """trainer.threads: torch's intra-op threads for this run (null: the policy chosen at start-up, threads.py)."""
-    if threads is not None:
-        if not (isinstance(threads, int) and threads > 0):
-            raise ConfigError(f"trainer.threads={threads!r} must be a positive integer or null")
-        torch.set_num_threads(threads)
-
-
 def to_channels_last(model: nn.Module, enabled: bool) -> nn.Module:
     """4-D conv weights in NHWC order (faster cuDNN/oneDNN kernels for some convs); dense layers unchanged."""
     return model.to(memory_format=torch.channels_last) if enabled else model

@@ -41,7 +41,8 @@ class Trainer:
                  channels_last: bool = False, cuda_graph: bool | str = "auto", threads: int | None = None,
                  optimizer=None, lr_schedule=None):
         """lr: the base learning rate (configs/optimizer reads it as ${trainer.lr}); optimizer and lr_schedule:
-        the `_partial_` nodes of those groups (defaults: Adam at `lr`, constant)."""
+        the `_partial_` nodes of those groups (defaults: Adam at `lr`, constant). threads: applied by the CLI
+        before torch starts its thread pool (training/threads.py); recorded here only."""
         if max_steps <= 0 or lr <= 0 or log_every <= 0 or eval_every <= 0 or eval_batch_size <= 0:
             raise ConfigError(f"trainer: max_steps={max_steps}, lr={lr}, log_every={log_every}, "
                               f"eval_every={eval_every}, eval_batch_size={eval_batch_size} must all be > 0")
@@ -74,7 +75,6 @@ class Trainer:
         resume: a checkpoint to continue from exactly; stop: a flag (signals.StopFlag) read once per step."""
         self.device, self.config, self.ckpt_dir = torch.device(device), config, Path(run_dir) / "checkpoints"
         self.autocast()  # fails early for bf16 off CUDA
-        speed.set_threads(self.threads)
         speed.to_channels_last(model.to(self.device), self.channels_last)
         speed.set_tf32(self.tf32, self.device)
         data = data.to(self.device)
@@ -96,10 +96,9 @@ class Trainer:
 
     def _build_step(self, model, objective, data: ImageData) -> None:
         """Optimizer, lr schedule, meter, guard, batches and the step function (eager until `_capture`)."""
-        graph = self.cuda_graph is not False and self.device.type == "cuda"
-        self.opt = speed.fill_optimizer(self.optimizer, list(model.parameters()), self.device,
-                                        capturable=self.device.type == "cuda" and (graph or self.nonfinite == "skip"),
-                                        tensor_lr=graph)
+        cuda = self.device.type == "cuda"  # capturable, lr on the device: no host sync per step, graph or not
+        self.opt = speed.fill_optimizer(self.optimizer, list(model.parameters()), self.device, capturable=cuda,
+                                        tensor_lr=cuda)
         self.sched = self.lr_schedule(optimizer=self.opt)
         skip = self.nonfinite == "skip"
         self.meter, self.guard = Meter(self.device, skip), NonFiniteGuard(self.nonfinite, self.max_skips, self.device)
