@@ -21,7 +21,11 @@ import threading
 import time
 from pathlib import Path
 
-import torch
+from vae_cli.training.threads import preset_environment
+
+POLICY = preset_environment([])  # the CLI's thread policy (before torch loads), for both sides alike
+
+import torch  # noqa: E402
 from hydra import compose, initialize_config_module
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -198,6 +202,7 @@ def default_run_rss(epochs: int) -> dict:
 def print_table(rows: list[dict], device, rss: dict | None) -> None:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"\n## vae-cli throughput on {device} ({name}), torch {torch.__version__}\n")
+    print(f"thread policy: {POLICY.why}\n")
     print("| case | examples/s | s/epoch | peak RSS MB | CUDA peak MB | speed-up (median of rounds) | note |")
     print("|---|---:|---:|---:|---:|---:|---|")
     for r in rows:

@@ -45,7 +45,8 @@ class Meter:
         if [k for k in SCALARS if k in terms] != self.names:  # the first step of an objective without some
             self.names = [k for k in SCALARS if k in terms]
             self._allocate()
-        values = torch.stack([terms[k].detach().float().mean() for k in self.names] + [grad_norm.float()])
+        per_example = torch.stack([terms[k].detach() for k in self.names]).float()  # (T, B)
+        values = torch.cat([per_example.mean(1), grad_norm.detach().float().view(1)])  # (T + 1,)
         ok = torch.isfinite(values).all()
         newly_bad = (self.first_bad < 0) & ~ok
         self.first_bad.copy_(torch.where(newly_bad, step, self.first_bad))

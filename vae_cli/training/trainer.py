@@ -16,7 +16,7 @@ from vae_cli.data import ImageData, IndexBatches, prepare_fixed
 from vae_cli.errors import ConfigError
 from vae_cli.training.meter import Meter, evaluate_split
 from vae_cli.training.nonfinite import NonFiniteGuard
-from vae_cli.training.step import StepFunction, capture
+from vae_cli.training.step import StepFunction, capture, graph_obstacle
 from vae_cli.schedules import ConstantLR
 from vae_cli.pictures import fixed_labels, sample_grids, summary, val_score
 from vae_cli.training.resume import prune, step_path
@@ -75,6 +75,9 @@ class Trainer:
         resume: a checkpoint to continue from exactly; stop: a flag (signals.StopFlag) read once per step."""
         self.device, self.config, self.ckpt_dir = torch.device(device), config, Path(run_dir) / "checkpoints"
         self.autocast()  # fails early for bf16 off CUDA
+        why = graph_obstacle(self.device, self.compile, distributed.world_size() > 1)
+        if self.cuda_graph is True and why:  # fails early too
+            raise ConfigError(f"trainer.cuda_graph=true, but {why}; use trainer.cuda_graph=auto or false")
         speed.to_channels_last(model.to(self.device), self.channels_last)
         speed.set_tf32(self.tf32, self.device)
         data = data.to(self.device)
