@@ -115,3 +115,39 @@ def test_cuda_graph_true_off_cuda_is_one_config_error_before_training(cfg_factor
         fit_debug(cfg_factory, tmp_path, "trainer.cuda_graph=true", "max_steps=1")
     trainer, *_ = fit_debug(cfg_factory, tmp_path / "auto", "max_steps=2")  # auto on CPU: eager, silently
     assert trainer.run_step is trainer.step_fn
+
+
+@pytest.mark.parametrize("argv, environ, load, expected", [
+    ([], {}, 0.2, (2, None)),
+    (["-m", "launcher=joblib", "seed=0,1"], {}, 0.2, (1, None)),  # n_jobs 2 (the launcher's default) on 2 cores
+    (["-m", "launcher=joblib", "hydra.launcher.n_jobs=-1"], {}, 0.2, (1, None)),  # -1: one job per core
+    (["launcher=joblib", "hydra.launcher.n_jobs=2"], {}, 0.2, (2, None)),  # no -m: one run
+    ([], {}, 1.6, (2, "PASSIVE")),  # busy: load > cores - 0.5
+    (["trainer.threads=1"], {}, 0.2, (1, None)),
+    (["trainer.threads=1"], {"OMP_NUM_THREADS": "2", "OMP_WAIT_POLICY": "ACTIVE"}, 9.0, (2, "ACTIVE")),  # env wins
+])
+def test_thread_policy(argv, environ, load, expected):
+    from vae_cli.training.threads import choose
+
+    policy = choose(argv, environ, cores=2, load=load)
+    assert (policy.threads, policy.wait_policy) == expected, policy.why
+
+
+def test_the_cli_sets_the_thread_policy_before_torch_loads_and_logs_it(tmp_path):
+    """The real CLI in a subprocess: trainer.threads reaches torch, and libgomp sees OMP_WAIT_POLICY at load."""
+    import os
+    import subprocess
+    import sys
+
+    from clitools import TINY, env
+
+    clean = {k: v for k, v in env().items() if not k.startswith(("OMP_", "MKL_", "VAE_CLI_THREAD"))}
+    done = subprocess.run([sys.executable, "-m", "vae_cli", *TINY, "max_steps=2", "trainer.threads=1",
+                           f"hydra.run.dir={tmp_path}"], env=clean, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = [ln for ln in (tmp_path / "train.log").read_text().splitlines() if "threads:" in ln]
+    assert len(lines) == 1 and "threads: 1 (trainer.threads=1" in lines[0], lines
+    probe = "import vae_cli.training.threads as t, os; t.preset_environment(['trainer.threads=1']); import torch; " \
+            "print(torch.get_num_threads(), os.environ.get('OMP_NUM_THREADS'))"
+    out = subprocess.run([sys.executable, "-c", probe], env=clean, capture_output=True, text=True, timeout=60)
+    assert out.stdout.split() == ["1", "1"], out.stderr  # set before the import: torch's pool starts with 1
