@@ -31,8 +31,7 @@ class BernoulliLikelihood(nn.Module):
     @staticmethod
     def prepare(images: torch.Tensor) -> torch.Tensor:
         """Dynamic binarization: uint8 (N, C, H, W) -> {0., 1.}, resampled every call."""
-        # u < v / 255 with u ~ U[0, 1) is Bernoulli(v / 255); twice as fast as torch.bernoulli on CPU
-        return (torch.rand(images.shape, device=images.device) * 255.0 < images).float()
+        return torch.bernoulli(images.float() / 255.0)
 
     @staticmethod
     def mean(dist: Distribution) -> torch.Tensor:

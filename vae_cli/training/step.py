@@ -30,7 +30,8 @@ class StepFunction:
 
     def __call__(self) -> None:
         self.part = "the batch gather and likelihood.prepare (binarize / dequantize)"
-        x, y = self.prepare(self.images[self.idx]), self.labels[self.idx]  # (B, C, H, W) float, (B,)
+        images = torch.index_select(self.images, 0, self.idx)  # (B, C, H, W) uint8; ~10x faster than [idx] on CPU
+        x, y = self.prepare(images), torch.index_select(self.labels, 0, self.idx)  # float, (B,)
         self.part = "the lr schedule"
         self.lr_schedule.apply(self.step)
         self.part = "the objective's forward pass (model and objective)"

@@ -98,7 +98,7 @@ class Trainer:
         return state.last_val
 
     def _build_step(self, model, objective, data: ImageData) -> None:
-        """Optimizer, lr schedule, meter, guard, batches and the step function (eager until `_capture`)."""
+        """Optimizer, lr schedule, meter, guard, batches and the step function (eager until `_first_step` captures it)."""
         cuda = self.device.type == "cuda"  # capturable, lr on the device: no host sync per step, graph or not
         self.opt = speed.fill_optimizer(self.optimizer, list(model.parameters()), self.device, capturable=cuda,
                                         tensor_lr=cuda)
