@@ -95,3 +95,21 @@ def test_signal_handlers_set_a_flag_escalate_on_a_second_signal_and_are_restored
             assert stop and stop.signum == signal.SIGINT
             signal.raise_signal(signal.SIGINT)  # a second Ctrl-C stops at once
     assert {s: signal.getsignal(s) for s in before} == before
+
+
+def test_resume_continues_the_lr_and_beta_schedules_exactly(tmp_path):
+    """The lr schedule (state in the checkpoint) and beta_t (a function of the step tensor) pick up where the
+    killed run stopped: parameters, Adam state and every TensorBoard scalar (train/lr, train/beta) are equal."""
+    args = [*ARGS, "lr_schedule=cosine", "lr_schedule.warmup_steps=20", "objective=kl_annealing",
+            "schedule.warmup_steps=150"]
+    reference = tmp_path / "reference"
+    done = run(*args, f"hydra.run.dir={reference}")
+    assert done.returncode == 0, done.stderr
+    cut = tmp_path / "cut"
+    proc = start(*args, f"hydra.run.dir={cut}")
+    wait_for("checkpoints/step_*.pt", cut, proc)
+    proc.kill()
+    proc.wait()
+    resume_and_check(cut, reference)
+    lrs = [v for _, v in scalars(cut)["train/lr"]]
+    assert lrs[0] > lrs[-1] and len(set(lrs)) == len(lrs)  # it really decays
