@@ -21,7 +21,11 @@ import threading
 import time
 from pathlib import Path
 
-import torch
+from vae_cli.training.threads import preset_environment
+
+POLICY = preset_environment([])  # the CLI's thread policy (before torch loads), for both sides alike
+
+import torch  # noqa: E402
 from hydra import compose, initialize_config_module
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -34,6 +38,7 @@ from vae_cli.objectives.elbo import log_weights
 MLP_784_400_20 = ["model.encoder.hidden_sizes=[400]", "model.decoder.hidden_sizes=[400]", "latent_dim=20",
                   "trainer.batch_size=128", "trainer.lr=1e-3"]
 CONV = ["model=conv", "latent_dim=20", "trainer.batch_size=128"]
+IWAE_1L = ["experiment=iwae_paper_1layer"]  # batch 128 (the trainer's default), k = 5
 TRAIN_EXAMPLES = 55000  # vae-cli's MNIST train split (5000 of the 60000 are held out for validation)
 
 
@@ -112,12 +117,16 @@ def mlp_side_by_side(device, epochs: int, rounds: int, root: str) -> tuple[list[
 
 def knob_cases(cuda: bool) -> list[tuple[str, list[str]]]:
     mlp = [("defaults", []), ("compile=true", ["trainer.compile=true"]),
-           ("fused_adam=false", ["trainer.fused_adam=false"])]
-    mlp += [("tf32=false", ["trainer.tf32=false"]), ("precision=bf16", ["trainer.precision=bf16"]),
+           ("optimizer.fused=false", ["optimizer.fused=false"])]
+    mlp += [("cuda_graph=false (eager)", ["trainer.cuda_graph=false"]), ("tf32=false", ["trainer.tf32=false"]),
+            ("precision=bf16", ["trainer.precision=bf16"]),
             ("compile, reduce-overhead", ["trainer.compile=true", "trainer.compile_mode=reduce-overhead"])] if cuda else []
     conv = [("defaults", []), ("channels_last=true", ["trainer.channels_last=true"])]
-    conv += [("precision=bf16", ["trainer.precision=bf16"])] if cuda else []
-    return [(f"MLP knob: {n}", [*MLP_784_400_20, *o]) for n, o in mlp] + [(f"conv knob: {n}", [*CONV, *o]) for n, o in conv]
+    conv += [("cuda_graph=false (eager)", ["trainer.cuda_graph=false"]),
+             ("precision=bf16", ["trainer.precision=bf16"])] if cuda else []
+    iwae = [("defaults", []), ("cuda_graph=false (eager)", ["trainer.cuda_graph=false"])] if cuda else []
+    return [(f"MLP knob: {n}", [*MLP_784_400_20, *o]) for n, o in mlp] + \
+        [(f"conv knob: {n}", [*CONV, *o]) for n, o in conv] + [(f"iwae_paper_1layer: {n}", [*IWAE_1L, *o]) for n, o in iwae]
 
 
 def knob_rows(device, steps: int, conv_steps: int, rounds: int) -> list[dict]:
@@ -127,7 +136,7 @@ def knob_rows(device, steps: int, conv_steps: int, rounds: int) -> list[dict]:
     rates, mems = {name: [] for name, _ in cases}, {}
     for r in range(rounds):
         for name, overrides in cases:
-            n = conv_steps if name.startswith("conv") else steps
+            n = conv_steps if name.startswith(("conv", "iwae")) else steps
             windows, mems[name], _, _ = vae_cli_run(device, overrides, n, 2)
             rates[name].append(windows)
             print(f"  round {r + 1}/{rounds} {name}: {windows[-1]:.0f} ex/s (1st window {windows[0]:.0f})", flush=True)
@@ -193,6 +202,7 @@ def default_run_rss(epochs: int) -> dict:
 def print_table(rows: list[dict], device, rss: dict | None) -> None:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"\n## vae-cli throughput on {device} ({name}), torch {torch.__version__}\n")
+    print(f"thread policy: {POLICY.why}\n")
     print("| case | examples/s | s/epoch | peak RSS MB | CUDA peak MB | speed-up (median of rounds) | note |")
     print("|---|---:|---:|---:|---:|---:|---|")
     for r in rows:

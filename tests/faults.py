@@ -1,20 +1,25 @@
 """Test-only fault injection. Not a config option: tests select it with objective._target_=... overrides."""
 import torch
 
-from vae_cli.objectives.elbo import Objective
+from vae_cli.objectives.elbo import ELBO
 
 
-class NonFiniteAt(Objective):
-    """The ELBO objective, with `term` ("distortion" or "rate") made NaN for the examples of the listed steps."""
+class NonFiniteAt(ELBO):
+    """The ELBO objective, with `term` ("distortion" or "rate") made NaN for the examples of the listed steps.
+
+    The step may be an int or the trainer's 0-dim step tensor: the fault is chosen on the device (graph-safe)."""
 
     def __init__(self, nan_steps: list[int] = (), term: str = "distortion", **kwargs):
         super().__init__(**kwargs)
-        self.nan_steps, self.term = set(nan_steps), term
+        self.nan_steps, self.term, self._steps = sorted(set(nan_steps)), term, {}
 
     def __call__(self, model, x, step, y=None):
         terms = super().__call__(model, x, step, y)
-        if step in self.nan_steps and torch.is_grad_enabled():  # training steps only, never validation
-            bad = terms[self.term] * torch.nan
+        if self.nan_steps and torch.is_grad_enabled():  # training steps only, never validation
+            if x.device not in self._steps:  # made once, in an eager step before any CUDA graph capture
+                self._steps[x.device] = torch.tensor(self.nan_steps, device=x.device)
+            hit = torch.isin(torch.as_tensor(step, device=x.device), self._steps[x.device])
+            bad = terms[self.term] * torch.where(hit, torch.nan, 0.0)  # NaN at the listed steps, else 0
             terms["loss"] = terms["loss"] + bad  # NaN flows into the loss and every gradient
-            terms[self.term] = bad
+            terms[self.term] = terms[self.term] + bad
         return terms

@@ -44,21 +44,24 @@ def test_option_builds_and_trains_two_steps(group, option, tmp_path, data_dir):
 
 
 def test_presets_set_what_they_say():
-    assert make_cfg("objective=beta_vae").objective.beta == 4.0
-    assert make_cfg("objective=beta_vae", "beta=2").objective.beta == 2.0  # the user's beta wins
-    assert make_cfg("beta=3").objective.beta == 3.0
+    assert make_cfg("objective=beta_vae").objective.weight.beta == 4.0
+    assert make_cfg("objective=beta_vae", "beta=2").objective.weight.beta == 2.0  # the user's beta wins
+    assert make_cfg("beta=3").objective.weight.beta == 3.0
     assert make_cfg("objective=free_bits").objective.free_bits == 0.25
-    assert make_cfg("objective=kl_annealing").objective.schedule._target_.endswith("LinearWarmup")
-    assert make_cfg("objective=kl_annealing", "schedule=cyclical").objective.schedule._target_.endswith("Cyclical")
+    assert make_cfg("objective=kl_annealing").objective.weight.schedule._target_.endswith("LinearWarmup")
+    assert make_cfg("objective=kl_annealing", "schedule=cyclical").objective.weight.schedule._target_.endswith("Cyclical")
     assert make_cfg("trainer=debug").dataset._target_.endswith("fake_images")
     assert make_cfg("trainer=debug", "dataset=mnist").dataset.name == "MNIST"
+    debug = make_cfg("trainer=debug").trainer  # inherits trainer/default through its defaults list
+    assert debug.batch_size == 32 and debug.cuda_graph == make_cfg().trainer.cuda_graph == "auto"
+    assert make_cfg("model=gumbel").objective.free_bits == 0.0  # objective/gumbel inherits objective/elbo
 
 
 def test_run_length_from_epochs_and_cyclical_period(tmp_path):
     cfg = make_cfg("trainer=debug", "max_steps=null", "max_epochs=3", "schedule=cyclical")
     data = build_data(cfg)
     assert set_run_length(cfg, len(data.train)) == 3 * (512 // 32)
-    assert make(cfg.objective).schedule.period == 3 * 16 // 4
+    assert make(cfg.objective).weight.schedule.period == 3 * 16 // 4
 
 
 @pytest.mark.parametrize("shape", [[1, 28, 28], [3, 32, 32]])

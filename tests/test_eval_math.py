@@ -15,7 +15,7 @@ from vae_cli.models.likelihoods import GaussianLikelihood
 from vae_cli.models.posteriors import DiagonalGaussian
 from vae_cli.models.priors import StandardNormal
 from vae_cli.models.vae import VAE
-from vae_cli.objectives.elbo import Objective, log_weights
+from vae_cli.objectives.elbo import ELBO, log_weights
 from vae_cli.evaluation.quality import frechet_distance, label_entropies
 
 SHAPE, D, SIGMA = (1, 4, 4), 3, 0.5  # 16 pixels, 3 latents, fixed pixel noise
@@ -106,7 +106,7 @@ def trained_tiny():
 
     data = fake_images(num_train=256, num_test=64)
     model = build_model(cfg, data.image_shape)
-    opt, objective = torch.optim.Adam(model.parameters(), lr=3e-3), Objective()
+    opt, objective = torch.optim.Adam(model.parameters(), lr=3e-3), ELBO()
     for step in range(150):
         x = model.likelihood.prepare(data.train.images[(step * 32) % 256:][:32])
         loss = objective(model, x, step)["loss"].mean()
@@ -120,7 +120,7 @@ def trained_tiny():
 def test_iw_bound_is_above_elbo_and_improves_with_k(trained_tiny):
     model, x = trained_tiny
     torch.manual_seed(0)
-    elbo = float(Objective()(model, x, 0)["elbo"].mean())  # analytic KL
+    elbo = float(ELBO()(model, x, 0)["elbo"].mean())  # analytic KL
     bounds = []
     for k in (1, 8, 64):
         torch.manual_seed(k)
@@ -138,7 +138,7 @@ def test_mutual_information_and_collapse_report_match_closed_form():
     truth = 0.5 * float(torch.logdet(torch.eye(D) + w.T @ w / SIGMA**2))
     torch.manual_seed(0)
     assert mutual_information(model, x, y, batch_size=500) == pytest.approx(truth, abs=0.1)
-    kl = Objective()(model, x, 0)["kl_per_dim"]
+    kl = ELBO()(model, x, 0)["kl_per_dim"]
     report = collapse_report(model, x, y, kl, batch_size=500)
     assert report["collapsed_dims"] == [2] and report["active_units"] == 2
     assert [j for j, _ in report["kl_per_dim_sorted"]] == [0, 1, 2]

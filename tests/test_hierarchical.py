@@ -19,7 +19,7 @@ from vae_cli.models.ladder import LadderVAE, balance_coefficients
 from vae_cli.models.likelihoods import GaussianLikelihood
 from vae_cli.models.posteriors import DiagonalGaussian
 from vae_cli.models.priors import StandardNormal
-from vae_cli.objectives.elbo import Objective
+from vae_cli.objectives.elbo import ELBO
 
 THREE_LAYERS = ("model=ladder", "latent_dim=3", "model.lower_dims=[5,4]", "model.td_sizes=[12]",
                 "model.encoder.hidden_sizes=[24]", "model.encoder.block_sizes=[[16],[8]]",
@@ -142,10 +142,10 @@ def test_at_init_the_two_layer_model_is_the_one_layer_model_plus_an_unused_top_l
     x, s = batch(16), 64
     assert torch.count_nonzero(two.decoder.net[0].weight[:, 5:]) == 0
     torch.manual_seed(5)
-    two_terms = Objective(num_samples=s)(two, x, 0)
+    two_terms = ELBO(num_samples=s)(two, x, 0)
     torch.manual_seed(5)
     torch.distributions.Normal(torch.zeros(16, 6), 1.0).rsample((s,))  # the draw of z_2 the two-layer model makes
-    one_terms = Objective(num_samples=s)(one, x, 0)
+    one_terms = ELBO(num_samples=s)(one, x, 0)
     kl_top = two_terms["kl_per_dim"][5:].sum()
     assert torch.allclose(two_terms["distortion"], one_terms["distortion"], atol=1e-3)
     assert torch.allclose(two_terms["kl_per_layer"][0], one_terms["rate"].mean(), atol=1e-4)
@@ -183,7 +183,7 @@ def test_balance_coefficients_follow_the_nvae_formula():
 def test_layer_report_gives_kl_active_units_and_collapsed_dims_per_layer():
     torch.manual_seed(0)
     model, x = perturbed(build_model(make_cfg(*THREE_LAYERS), (1, 28, 28))), batch(64)
-    kl = Objective()(model, x, 0)["kl_per_dim"]
+    kl = ELBO()(model, x, 0)["kl_per_dim"]
     report = collapse_report(model, x, torch.zeros(64, dtype=torch.long), kl, 16, kl_threshold=0.5)["per_layer"]
     assert [r["layer"] for r in report] == [1, 2, 3] and [r["dims"] for r in report] == [5, 4, 3]
     for r, part in zip(report, kl.split([5, 4, 3])):

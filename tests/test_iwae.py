@@ -5,7 +5,7 @@ import torch
 
 from conftest import make_cfg
 from vae_cli.build import build_model, build_objective
-from vae_cli.objectives.elbo import Objective, log_weights
+from vae_cli.objectives.elbo import ELBO, log_weights
 from vae_cli.objectives.iwae import IWAE
 
 
@@ -25,7 +25,7 @@ def test_iwae_with_one_sample_is_the_elbo_under_the_same_noise():
     """posterior=mixture has no closed-form KL, so the ELBO is log p(x,z) - log q(z|x) at the same draw."""
     model, x = tiny_model("posterior=mixture"), batch()
     torch.manual_seed(5)
-    elbo = Objective()(model, x, step=0)["elbo"]
+    elbo = ELBO()(model, x, step=0)["elbo"]
     torch.manual_seed(5)
     iwae = IWAE(num_samples=1)(model, x, step=0)
     assert torch.allclose(iwae["iwae_bound"], elbo, atol=1e-4)
@@ -37,7 +37,7 @@ def test_iwae_bound_exceeds_the_elbo_on_average_and_tightens_with_k():
     model, x = tiny_model(), batch(64)
     torch.manual_seed(2)
     with torch.no_grad():
-        elbo = Objective()(model, x, step=0)["elbo"].mean()  # closed-form KL, independent noise
+        elbo = ELBO()(model, x, step=0)["elbo"].mean()  # closed-form KL, independent noise
         bounds = [IWAE(num_samples=k)(model, x, step=0)["iwae_bound"].mean() for k in (1, 10, 100)]
     assert bounds[0] < bounds[1] < bounds[2]
     assert elbo < bounds[1]
@@ -59,7 +59,7 @@ def test_iwae_terms_are_the_logsumexp_of_the_weights():
 def test_iwae_objective_composes_from_config_with_num_samples():
     cfg = make_cfg("objective=iwae", "objective.num_samples=3", "beta=0.5")
     objective = build_objective(cfg)
-    assert isinstance(objective, IWAE) and objective.num_samples == 3 and objective.beta_at(0) == 0.5
+    assert isinstance(objective, IWAE) and objective.num_samples == 3 and objective.weight(0) == 0.5
 
 
 def test_hierarchical_terms_sum_over_layers():

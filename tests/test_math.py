@@ -11,8 +11,10 @@ from vae_cli.models.likelihoods import BernoulliLikelihood, GaussianLikelihood
 from vae_cli.models.posteriors import DiagonalGaussian
 from vae_cli.models.priors import StandardNormal
 from vae_cli.models.vae import VAE, kl_per_dim
-from vae_cli.objectives.elbo import Objective, bits_per_dim, free_bits_rate
-from vae_cli.schedules import Constant, Cyclical, LinearWarmup
+from vae_cli.objectives.elbo import ELBO, bits_per_dim, free_bits_rate
+from vae_cli.errors import ConfigError
+from vae_cli.schedules import (Constant, ConstantLR, CosineLR, Cyclical, ExponentialDecay, IWAEPaperLR, LinearWarmup,
+                               StepLR, Weight)
 
 
 def test_gaussian_kl_closed_form_matches_monte_carlo():
@@ -89,7 +91,7 @@ def tiny_vae() -> VAE:
 def test_beta_one_without_free_bits_loss_is_negative_elbo():
     torch.manual_seed(0)
     model, x = tiny_vae(), torch.randint(0, 2, (8, 1, 2, 2)).float()
-    terms = Objective(beta=1.0)(model, x, step=0)
+    terms = ELBO()(model, x, step=0)
     torch.testing.assert_close(terms["loss"], -terms["elbo"])
     torch.testing.assert_close(terms["elbo"], -(terms["distortion"] + terms["rate"]))
     assert terms["kl_per_dim"].shape == (3,)
@@ -99,7 +101,7 @@ def test_beta_one_without_free_bits_loss_is_negative_elbo():
 def test_beta_and_schedule_scale_the_rate_only():
     torch.manual_seed(0)
     model, x = tiny_vae(), torch.randint(0, 2, (8, 1, 2, 2)).float()
-    obj = Objective(beta=4.0, schedule=LinearWarmup(warmup_steps=10))
+    obj = ELBO(Weight(beta=4.0, schedule=LinearWarmup(warmup_steps=10)))
     torch.manual_seed(1)
     terms = obj(model, x, step=5)  # beta_t = 4 * 0.5
     torch.testing.assert_close(terms["loss"], terms["distortion"] + 2.0 * terms["rate"])
@@ -110,3 +112,57 @@ def test_bits_per_dim_units():
     assert bits_per_dim(nats, 784, 0.0).item() == pytest.approx(1.0)
     # a density on [0,1] of 1 everywhere is 8 bits/dim on the 8-bit scale
     assert bits_per_dim(torch.zeros(1), 784, math.log(256.0)).item() == pytest.approx(8.0)
+
+
+def _optimizer(lr: float = 1e-3) -> torch.optim.Adam:
+    return torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=lr)
+
+
+STEP_SCHEDULES = {  # every step-dependent knob: its Python-int reference and its step-tensor form must agree
+    "constant": lambda n: Constant(),
+    "linear": lambda n: LinearWarmup(warmup_steps=n // 3, start=0.1),
+    "cyclical": lambda n: Cyclical(total_steps=n, n_cycles=3, ratio=0.4),
+    "temperature": lambda n: ExponentialDecay(rate=3e-3, minimum=0.5),
+    "lr constant": lambda n: ConstantLR(_optimizer(), n),
+    "lr cosine": lambda n: CosineLR(_optimizer(), n, warmup_steps=n // 10, min_factor=0.05),
+    "lr step": lambda n: StepLR(_optimizer(), n, step_size=n // 5, gamma=0.7),
+    "lr iwae_paper": lambda n: IWAEPaperLR(_optimizer(), n),
+}
+
+
+@pytest.mark.parametrize("name", STEP_SCHEDULES)
+def test_step_tensor_knobs_equal_the_python_int_versions_at_every_step(name):
+    n = 3280
+    schedule = STEP_SCHEDULES[name](n)
+    steps = torch.arange(n + 50)
+    from_tensor = torch.stack([torch.as_tensor(schedule(s), dtype=torch.float32) for s in steps])  # 0-dim each
+    from_int = torch.tensor([schedule.value(s) for s in range(n + 50)], dtype=torch.float32)
+    torch.testing.assert_close(from_tensor, from_int, rtol=2e-6, atol=1e-7)
+    assert all(isinstance(schedule(s), float) for s in (0, n // 2, n))
+
+
+def test_weight_is_beta_times_the_schedule_for_int_and_tensor_steps():
+    w = Weight(beta=4.0, schedule=LinearWarmup(warmup_steps=10))
+    assert w(5) == 2.0 and torch.equal(w(torch.tensor(5)), torch.tensor(2.0))
+    assert Weight(beta=3.0)(torch.tensor(7)) == 3.0  # a constant schedule needs no device op at all
+
+
+def test_iwae_paper_schedule_scales_the_papers_stages_to_the_run():
+    """Burda et al. 2016: 3^i passes at 1e-3 * 10^(-i/7), i = 0..7, 3280 passes: with 3280 steps, stage i starts
+    at step sum_{j<i} 3^j exactly."""
+    opt = _optimizer(1e-3)
+    sched = IWAEPaperLR(opt, 3280)
+    assert sched.starts == [1, 4, 13, 40, 121, 364, 1093]
+    for i, start in enumerate([0, *sched.starts]):
+        sched.apply(start)
+        assert opt.param_groups[0]["lr"] == pytest.approx(1e-3 * 10 ** (-i / 7))
+    half = IWAEPaperLR(_optimizer(), 1640)  # half the steps: the same fractions of the run
+    assert half.starts == [round(s / 2) for s in sched.starts]
+
+
+def test_cosine_lr_warms_up_then_decays_to_its_floor():
+    sched = CosineLR(_optimizer(2e-3), 101, warmup_steps=10, min_factor=0.1)
+    assert sched.value(0) == pytest.approx(0.1) and sched.value(9) == 1.0 and sched.value(10) == 1.0
+    assert sched.value(100) == pytest.approx(0.1) and sched.value(55) == pytest.approx(0.55)
+    with pytest.raises(ConfigError, match="warmup_steps=200"):
+        CosineLR(_optimizer(), 100, warmup_steps=200)

@@ -141,3 +141,21 @@ def test_case6_max_steps_below_the_checkpoint_is_refused_and_a_cyclical_run_exte
     beta, cycle = dict(scalars(tmp_path)["train/beta"]), Cyclical(total_steps=30, n_cycles=4, ratio=0.5)
     assert [beta[s] for s in range(31, 61)] == pytest.approx([cycle(s - 1) for s in range(31, 61)])
     assert min(beta[s] for s in range(31, 61)) == 0.0  # new cycles start past step 30
+
+
+def test_resume_continues_the_lr_and_beta_schedules_exactly(tmp_path):
+    """The lr schedule (state in the checkpoint) and beta_t (a function of the step tensor) pick up where the
+    killed run stopped: parameters, Adam state and every TensorBoard scalar (train/lr, train/beta) are equal."""
+    args = [*ARGS, "lr_schedule=cosine", "lr_schedule.warmup_steps=20", "objective=kl_annealing",
+            "schedule.warmup_steps=150"]
+    reference = tmp_path / "reference"
+    done = run(*args, f"hydra.run.dir={reference}")
+    assert done.returncode == 0, done.stderr
+    cut = tmp_path / "cut"
+    proc = start(*args, f"hydra.run.dir={cut}")
+    wait_for("checkpoints/step_*.pt", cut, proc)
+    proc.kill()
+    proc.wait()
+    resume_and_check(cut, reference)
+    lrs = [v for _, v in scalars(cut)["train/lr"]]
+    assert lrs[0] > lrs[-1] and len(set(lrs)) == len(lrs)  # it really decays

@@ -23,7 +23,7 @@ BAD = [("latent_dim", ["0", "-3", "abc", "1.5", "[1,2]", "true"], []),
        ("beta", ["-1", "-0.5", "abc", "nan", "inf"], []),
        ("objective.free_bits", ["-0.1", "abc"], []), ("objective.num_samples", ["0", "2.5"], []),
        ("trainer.lr", ["0", "-1e-3", "abc", "null"], []), ("trainer.batch_size", ["0", "-5", "abc", "1.5"], []),
-       ("trainer.weight_decay", ["-1"], []), ("trainer.grad_clip", ["0", "-1", "abc"], []),
+       ("optimizer.weight_decay", ["-1"], []), ("trainer.grad_clip", ["0", "-1", "abc"], []),
        ("trainer.log_every", ["0"], []), ("trainer.eval_every", ["-2"], []), ("trainer.precision", ["fp8"], []),
        ("trainer.nonfinite", ["ignore", "1"], []), ("trainer.max_skips", ["0"], []),
        ("trainer.keep_last", ["-1", "abc"], []), ("max_steps", ["0", "-1", "abc", "2.5"], []),
@@ -86,7 +86,7 @@ def user_error(fn) -> str:
     (["trainer.batch_size=600"], "trainer.batch_size=600 is larger than the 512 training examples"),
     (["dataset.binarizable=false", "dataset.image_shape=[3,32,32]"], "use likelihood=gaussian"),
     (["model=conv", "dataset.image_shape=[1,10,10]"], "needs image height and width divisible by 4"),
-    (["objective.beta=-2"], "objective.beta=-2 must be a finite number >= 0"),
+    (["objective.weight.beta=-2"], "objective.weight.beta=-2 must be a finite number >= 0"),
     (["+trainer.momentum=0.9"], "unexpected keyword argument 'momentum'"),
 ])
 def test_bad_values_and_combinations_stop_before_training(tmp_path, cfg_factory, overrides, expected):

@@ -63,7 +63,7 @@ def build_data_free(cfg: DictConfig) -> tuple | None:
     filled in from the data by set_run_length); None before that."""
     if cfg.max_steps is None:
         return None
-    return build_objective(cfg), make(cfg.trainer)
+    return build_objective(cfg), build_trainer(cfg)
 
 
 def build_data(cfg: DictConfig) -> ImageData:
@@ -155,7 +155,18 @@ def build_sample_mode(cfg: DictConfig):
 
 
 def build_objective(cfg: DictConfig):
+    """The objective with its injected Weight (beta x schedule) and, for gumbel, the temperature schedule."""
     return make(cfg.objective)
+
+
+def build_trainer(cfg: DictConfig):
+    """The Trainer with the optimizer and lr-schedule partials (configs/optimizer, configs/lr_schedule):
+    total_steps is filled here (the run length is known); the parameters, the device options (capturable,
+    a device-tensor lr for a captured step) and the optimizer are filled by the trainer once the model is on
+    its device."""
+    optimizer = make(cfg.optimizer) if "optimizer" in cfg else None
+    schedule = make(cfg.lr_schedule, total_steps=cfg.max_steps) if "lr_schedule" in cfg else None
+    return make(cfg.trainer, optimizer=optimizer, lr_schedule=schedule)
 
 
 def check_compatible(model, data: ImageData, choices: dict) -> None:

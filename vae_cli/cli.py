@@ -39,8 +39,10 @@ def _train(cfg: DictConfig) -> float:
     from vae_cli.apps.train import run_training
     from vae_cli.training.signals import StopRequested, stop_on_signals
     from vae_cli.pictures import val_score
+    from vae_cli.training.threads import apply_in_job
 
     sweeps.register_resolvers()
+    apply_in_job(cfg.trainer.get("threads"))  # torch's thread count, one log line (training/threads.py)
     hydra_cfg = HydraConfig.get()
     run_dir = hydra_cfg.runtime.output_dir
     try:
@@ -90,6 +92,9 @@ def _check_dirs(argv: list[str]) -> None:
 def train_main() -> None:
     """`vae-train`: train a VAE; every config group and key can be overridden on the command line."""
     from vae_cli.training import sweeps
+    from vae_cli.training.threads import preset_environment
+
+    preset_environment(sys.argv[1:])  # OMP_* before torch is imported: libgomp reads them at load
     from vae_cli.training.distributed import worker_overrides
     from vae_cli.training.resume import resume_argv
 

@@ -41,8 +41,10 @@ RESUME = (lambda x: x is None or (isinstance(x, (bool, str)) and x != ""), "true
 RULES = {
     "latent_dim": POSITIVE_INT, "beta": NONNEG, "seed": SEED, "max_steps": OPT_POSITIVE_INT,
     "max_epochs": OPT_POSITIVE_INT, "resume": RESUME,
-    "objective.beta": NONNEG, "objective.free_bits": NONNEG, "objective.num_samples": POSITIVE_INT,
-    "trainer.batch_size": POSITIVE_INT, "trainer.lr": POSITIVE, "trainer.weight_decay": NONNEG,
+    "objective.weight.beta": NONNEG, "trainer.threads": (lambda x: x is None or POSITIVE_INT[0](x), "a positive integer or null"),
+    "trainer.cuda_graph": (lambda x: x in (True, False, "auto"), "auto, true or false"),
+    "optimizer.weight_decay": NONNEG, "lr_schedule.warmup_steps": NONNEG_INT, "lr_schedule.step_size": OPT_POSITIVE_INT, "objective.free_bits": NONNEG, "objective.num_samples": POSITIVE_INT,
+    "trainer.batch_size": POSITIVE_INT, "trainer.lr": POSITIVE,
     "trainer.grad_clip": OPT_POSITIVE, "trainer.log_every": POSITIVE_INT, "trainer.eval_every": OPT_POSITIVE_INT,
     "trainer.eval_batch_size": POSITIVE_INT, "trainer.num_images": POSITIVE_INT,
     "trainer.keep_last": NONNEG_INT, "trainer.max_skips": POSITIVE_INT,

@@ -20,7 +20,7 @@ log = logging.getLogger("vae_cli")
 def hparams(cfg: DictConfig, choices: dict) -> dict:
     """What the HParams tab compares across a sweep: the group choices plus the knobs people sweep."""
     picked = {k: v for k, v in choices.items() if not k.startswith("hydra") and v is not None}
-    knobs = {"beta": cfg.objective.get("beta"), "latent_dim": cfg.latent_dim, "seed": cfg.seed,
+    knobs = {"beta": OmegaConf.select(cfg, "objective.weight.beta"), "latent_dim": cfg.latent_dim, "seed": cfg.seed,
              "free_bits": cfg.objective.get("free_bits", 0.0), "lr": cfg.trainer.lr,
              "batch_size": cfg.trainer.batch_size, "max_steps": cfg.max_steps}
     return {**picked, **knobs}

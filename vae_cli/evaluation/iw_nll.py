@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
-from vae_cli.objectives.elbo import Objective, bits_per_dim, log_weights
+from vae_cli.objectives.elbo import ELBO, bits_per_dim, log_weights
 
 
 def iw_log_likelihood(model, x: torch.Tensor, y: torch.Tensor | None, k: int, k_chunk: int,
@@ -40,7 +40,7 @@ def score_split(model, x: torch.Tensor, y: torch.Tensor, k: int, batch_size: int
                 show_progress: bool = True) -> tuple[ExampleScores, torch.Tensor | None]:
     """ELBO terms (beta = 1, closed-form KL where it exists) and IW log p(x) for every example of a prepared
     split x (N, C, H, W); also returns the split-mean KL per latent dim (D,) or None."""
-    elbo = Objective(beta=1.0)
+    elbo = ELBO()
     parts, kl_sum = [], None
     n_chunks = math.ceil(k / k_chunk)
     with tqdm(total=math.ceil(len(x) / batch_size) * n_chunks, desc=f"IW-NLL k={k}", unit="chunk",

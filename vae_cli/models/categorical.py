@@ -53,7 +53,7 @@ class UniformCategorical(Prior):
 
 def gumbel_softmax_sample(logits: torch.Tensor, temperature: float, num_samples: int, hard: bool) -> torch.Tensor:
     """logits (B, N, C) -> relaxed one-hots (S, B, N, C); hard: one-hot forward, relaxed gradient."""
-    tau = torch.as_tensor(temperature, dtype=logits.dtype, device=logits.device)  # a float or a 0-dim tensor
+    tau = torch.as_tensor(temperature, dtype=logits.dtype, device=logits.device)  # a float or a step-tensor knob
     soft = RelaxedOneHotCategorical(tau, logits=logits).rsample((num_samples,))
     if not hard:
         return soft

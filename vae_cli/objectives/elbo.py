@@ -1,15 +1,16 @@
-"""Objectives: one mechanism, loss = -E_q[log p(x|z)] + beta_t * R, with presets in configs/objective.
+"""The ELBO: loss = -E_q[log p(x|z)] + beta_t * R, with presets in configs/objective.
 
 Every term is per example, in nats, except `kl_per_dim` (batch mean, shape (D,)).
 R is the KL, or with free bits lambda, sum_j max(lambda, KL_j averaged over the batch) (Kingma et al. 2016).
+beta_t = beta * schedule(step) is the injected `Weight` (objectives/base.py).
 """
 import math
-from typing import Callable
 
 import torch
 
 from vae_cli.errors import ConfigError
-from vae_cli.schedules import Constant
+from vae_cli.objectives.base import Objective
+from vae_cli.schedules import Weight
 
 
 def log_weights(t) -> torch.Tensor:
@@ -44,35 +45,30 @@ def free_bits_rate(kl_dims: torch.Tensor, free_bits: float) -> torch.Tensor:
     return torch.where(above, kl_dims, torch.full_like(kl_dims, free_bits)).sum(-1)
 
 
-class Objective:
-    """ELBO with beta, a beta schedule and free bits; `num_samples` reparameterized samples per example."""
+def elbo_terms(t, loss, x, likelihood) -> dict[str, torch.Tensor]:
+    """The named terms every ELBO-family objective logs beside its `loss`: elbo, distortion, rate, bits/dim."""
+    distortion, rate, kl_dims = elbo_parts(t)
+    elbo = -(distortion + rate)
+    out = {"loss": loss, "elbo": elbo, "distortion": distortion, "rate": rate,
+           "bits_per_dim": bits_per_dim(-elbo, x[0].numel(), likelihood.discrete_offset)}
+    if kl_dims is not None:
+        out["kl_per_dim"] = kl_dims.mean(0)
+    return out | layer_terms(t)
 
-    requires = "latent_terms"  # the model method this objective calls
 
-    def __init__(self, beta: float = 1.0, schedule: Callable[[int], float] | None = None, free_bits: float = 0.0,
-                 num_samples: int = 1):
-        if beta < 0 or free_bits < 0 or num_samples < 1:
-            raise ConfigError(f"objective: beta={beta} and free_bits={free_bits} must be >= 0, "
-                              f"num_samples={num_samples} must be >= 1")
-        self.beta, self.free_bits, self.num_samples = float(beta), float(free_bits), int(num_samples)
-        self.schedule = schedule or Constant()
+class ELBO(Objective):
+    """ELBO with the weight beta_t and free bits; `num_samples` reparameterized samples per example."""
 
-    def beta_at(self, step: int) -> float:
-        return self.beta * self.schedule(step)
+    def __init__(self, weight: Weight | None = None, free_bits: float = 0.0, num_samples: int = 1):
+        super().__init__(weight or Weight(), num_samples)
+        if not free_bits >= 0:
+            raise ConfigError(f"objective: free_bits={free_bits} must be >= 0")
+        self.free_bits = float(free_bits)
 
-    def knobs(self, step: int) -> dict[str, float]:
-        """The step-dependent settings the trainer logs beside the terms."""
-        return {"beta": self.beta_at(step)}
-
-    def latent_terms(self, model, x: torch.Tensor, y: torch.Tensor | None, step: int):
-        return model.latent_terms(x, y, self.num_samples)
-
-    def __call__(self, model, x: torch.Tensor, step: int, y: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """x (B, C, H, W) prepared data, y (B,) labels (used by conditional models) -> named terms."""
-        t = self.latent_terms(model, x, y, step)
+    def loss(self, t, knobs: dict, x: torch.Tensor, model) -> dict[str, torch.Tensor]:
         distortion, rate, kl_dims = elbo_parts(t)
-        loss = distortion + self.beta_at(step) * self._regularizer(rate, kl_dims)
-        return self.terms(loss, distortion, rate, kl_dims, x, model.likelihood) | layer_terms(t)
+        loss = distortion + knobs["beta"] * self._regularizer(rate, kl_dims)
+        return elbo_terms(t, loss, x, model.likelihood)
 
     def _regularizer(self, rate: torch.Tensor, kl_dims: torch.Tensor | None) -> torch.Tensor:
         if self.free_bits == 0.0:
@@ -80,13 +76,3 @@ class Objective:
         if kl_dims is None:
             raise ConfigError("objective.free_bits needs a posterior and prior whose KL factorizes over latent dims")
         return free_bits_rate(kl_dims, self.free_bits)
-
-    @staticmethod
-    def terms(loss, distortion, rate, kl_dims, x, likelihood) -> dict[str, torch.Tensor]:
-        elbo = -(distortion + rate)
-        out = {"loss": loss, "elbo": elbo, "distortion": distortion, "rate": rate,
-               "bits_per_dim": bits_per_dim(-elbo, x[0].numel(), likelihood.discrete_offset)}
-        if kl_dims is not None:
-            out["kl_per_dim"] = kl_dims.mean(0)
-        return out
-

@@ -17,41 +17,48 @@ class Meter:
     """Running sums of the batch-mean terms, kept on the device: no host sync per step.
 
     It also remembers the first step whose loss or gradient norm was non-finite, and the terms then.
+    Every update after the first `add` is in place, so a captured CUDA graph keeps accumulating into the
+    same tensors when it is replayed.
     """
 
     def __init__(self, device: torch.device, skip: bool = False):
         self.device, self.skip = device, skip  # skip: bad steps are left out of the means, not raised
         self.names = list(SCALARS)  # those of SCALARS the objective returns (the VQ-VAE's have no elbo)
-        self.reset()
+        self._allocate()
         self.first_bad = torch.tensor(-1, device=device)
-        self.bad_terms = torch.zeros(len(self.names) + 1, device=device)
+        self.good = torch.zeros((), device=self.device)  # finite steps in the window
+        self.kl_sum, self.extra = None, {}
+
+    def _allocate(self) -> None:
+        self.sums = torch.zeros(len(self.names) + 1, device=self.device)  # terms..., grad_norm
+        self.bad_terms = torch.zeros(len(self.names) + 1, device=self.device)
 
     def reset(self) -> None:
-        self.sums = torch.zeros(len(self.names) + 1, device=self.device)  # terms..., grad_norm
-        self.good = torch.zeros((), device=self.device)  # finite steps in the window
-        self.kl_sum = None
-        self.extra: dict[str, torch.Tensor] = {}
-        self.count = 0
+        """Zero the window's sums in place (the first bad step is kept until the run ends)."""
+        for t in (self.sums, self.good, self.kl_sum, *self.extra.values()):
+            if t is not None:
+                t.zero_()
 
-    def add(self, terms: dict[str, torch.Tensor], grad_norm: torch.Tensor, step: int) -> torch.Tensor:
-        """Accumulate one step; returns whether all its terms and the gradient norm are finite (0-dim bool)."""
+    def add(self, terms: dict[str, torch.Tensor], grad_norm: torch.Tensor, step) -> torch.Tensor:
+        """Accumulate one step (`step`: an int or the step tensor); returns whether all its terms and the
+        gradient norm are finite (0-dim bool)."""
         if [k for k in SCALARS if k in terms] != self.names:  # the first step of an objective without some
             self.names = [k for k in SCALARS if k in terms]
-            self.sums = torch.zeros(len(self.names) + 1, device=self.device)
-            self.bad_terms = torch.zeros(len(self.names) + 1, device=self.device)
-        values = torch.stack([terms[k].detach().float().mean() for k in self.names] + [grad_norm.float()])
+            self._allocate()
+        per_example = torch.stack([terms[k].detach() for k in self.names]).float()  # (T, B)
+        values = torch.cat([per_example.mean(1), grad_norm.detach().float().view(1)])  # (T + 1,)
         ok = torch.isfinite(values).all()
         newly_bad = (self.first_bad < 0) & ~ok
-        self.first_bad = torch.where(newly_bad, step, self.first_bad)
-        self.bad_terms = torch.where(newly_bad, values, self.bad_terms)
-        self.sums += torch.where(ok, values, 0.0)
-        self.good += ok
+        self.first_bad.copy_(torch.where(newly_bad, step, self.first_bad))
+        self.bad_terms.copy_(torch.where(newly_bad, values, self.bad_terms))
+        self.sums.add_(torch.where(ok, values, 0.0))
+        self.good.add_(ok)
         if "kl_per_dim" in terms:
             kl = torch.where(ok, terms["kl_per_dim"].detach().float(), 0.0)
-            self.kl_sum = kl if self.kl_sum is None else self.kl_sum + kl
+            self.kl_sum = kl.clone() if self.kl_sum is None else self.kl_sum.add_(kl)
         for k in extra_scalars(terms):
-            self.extra[k] = self.extra.get(k, 0.0) + torch.where(ok, terms[k].detach().float().mean(), 0.0)
-        self.count += 1
+            value = torch.where(ok, terms[k].detach().float().mean(), 0.0)
+            self.extra[k] = value.clone() if k not in self.extra else self.extra[k].add_(value)
         return ok
 
     def describe_first_bad(self) -> str:
@@ -77,11 +84,13 @@ class Meter:
         return dict(zip([*self.names, "grad_norm"], values)) | extra
 
     def state_dict(self) -> dict:
-        return {"names": list(self.names), "sums": self.sums, "good": self.good, "kl_sum": self.kl_sum, "count": self.count,
+        return {"names": list(self.names), "sums": self.sums, "good": self.good, "kl_sum": self.kl_sum,
                 "first_bad": self.first_bad, "bad_terms": self.bad_terms, "extra": self.extra}
 
     def load_state_dict(self, state: dict) -> None:
         for k, v in state.items():
+            if k == "count":  # older checkpoints kept a step count; the trainer has it
+                continue
             if k == "extra":  # objective-specific terms (IWAE's iwae_bound, ess)
                 v = {name: t.to(self.device) for name, t in v.items()}
             setattr(self, k, v.to(self.device) if torch.is_tensor(v) else v)

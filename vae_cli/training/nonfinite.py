@@ -33,9 +33,9 @@ class NonFiniteGuard:
                 for k, v in opt.state[p].items():
                     if torch.is_tensor(v):  # a state the step created (first step) goes back to Adam's zeros
                         v.copy_(torch.where(ok.to(v.device), v, state_old.get(k, torch.zeros_like(v))))
-        self.skipped += ~ok
-        self.consecutive = torch.where(ok, 0, self.consecutive + 1)
-        self.longest = torch.maximum(self.longest, self.consecutive)
+        self.skipped += ~ok  # in place: a captured CUDA graph replays these updates
+        self.consecutive.copy_(torch.where(ok, 0, self.consecutive + 1))
+        self.longest.copy_(torch.maximum(self.longest, self.consecutive))
 
     def check(self, first_bad: str) -> None:
         """At log time: stop once `max_skips` consecutive steps were skipped; `first_bad` describes the first."""

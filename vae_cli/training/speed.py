@@ -1,9 +1,11 @@
-"""Speed knobs for one device: TF32 matmuls, fused Adam, channels_last convs, torch.compile.
+"""Speed knobs for one device: TF32 matmuls, the optimizer's device options, channels_last convs, torch.compile.
 
 The training step is `TrainStep`, a module whose forward runs the objective: that is the call that
 torch.compile traces and that DistributedDataParallel hooks for gradient averaging (objectives call
 `model.latent_terms`, not `model.forward`, so wrapping the bare model would sync nothing).
 """
+import inspect
+
 import torch
 import torch.nn as nn
 
@@ -17,7 +19,7 @@ class TrainStep(nn.Module):
         super().__init__()
         self.model, self.objective = model, objective
 
-    def forward(self, x: torch.Tensor, step: int, y: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def forward(self, x: torch.Tensor, step: torch.Tensor, y: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         return self.objective(self.model, x, step, y)
 
 
@@ -28,10 +30,20 @@ def set_tf32(enabled: bool, device: torch.device) -> None:
         torch.backends.cudnn.allow_tf32 = enabled
 
 
-def adam(params, lr: float, weight_decay: float, fused: bool, device: torch.device, **kwargs) -> torch.optim.Adam:
-    """Adam; fused=True runs the whole update as one kernel on CUDA and CPU (elsewhere: torch's foreach Adam)."""
-    fused = fused and device.type in ("cuda", "cpu")
-    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=fused or None, **kwargs)
+def fill_optimizer(optimizer, params: list, device: torch.device, capturable: bool = False,
+                   tensor_lr: bool = False) -> torch.optim.Optimizer:
+    """The optimizer config's partial (configs/optimizer) with its parameters and device-dependent options:
+    fused only on CUDA and CPU; on CUDA capturable (state steps on the device) and, for a captured step,
+    the lr as a device tensor the lr schedule updates in place."""
+    kwargs = dict(optimizer.keywords)
+    accepted = inspect.signature(optimizer.func).parameters
+    if kwargs.get("fused") and device.type not in ("cuda", "cpu"):
+        kwargs["fused"] = None
+    if capturable and "capturable" in accepted:
+        kwargs["capturable"] = True
+        if tensor_lr:
+            kwargs["lr"] = torch.tensor(float(kwargs.get("lr", 1e-3)), device=device)
+    return optimizer.func(params, *optimizer.args, **kwargs)
 
 
 def to_channels_last(model: nn.Module, enabled: bool) -> nn.Module:

@@ -1,5 +1,6 @@
 """The step loop: train, log every `log_every`, validate + images + checkpoint every `eval_every`."""
 import contextlib
+import functools
 import logging
 import math
 import time
@@ -16,6 +17,8 @@ from vae_cli.errors import ConfigError
 from vae_cli.training.meter import Meter, evaluate_split
 from vae_cli.training.nonfinite import NonFiniteGuard
 from vae_cli.training.progress import check_setting, open_progress
+from vae_cli.training.step import StepFunction, capture, graph_obstacle
+from vae_cli.schedules import ConstantLR
 from vae_cli.pictures import fixed_labels, sample_grids, summary, val_score
 from vae_cli.training.resume import prune, step_path
 from vae_cli.training.signals import StopRequested
@@ -33,12 +36,17 @@ class RunState:
 
 
 class Trainer:
-    def __init__(self, max_steps: int, batch_size: int = 128, lr: float = 1e-3, weight_decay: float = 0.0,
-                 grad_clip: float | None = None, log_every: int = 100, eval_every: int | None = 1000,
-                 eval_batch_size: int = 1000, precision: str = "fp32", num_images: int = 64, seed: int = 0,
-                 keep_last: int = 3, nonfinite: str = "raise", max_skips: int = 10,
-                 compile: bool = False, compile_mode: str | None = None, tf32: bool = True, fused_adam: bool = True,
-                 channels_last: bool = False, progress: str | bool = "auto", progress_every_s: float = 30.0):
+    def __init__(self, max_steps: int, batch_size: int = 128, lr: float = 1e-3, grad_clip: float | None = None,
+                 log_every: int = 100, eval_every: int | None = 1000, eval_batch_size: int = 1000,
+                 precision: str = "fp32", num_images: int = 64, seed: int = 0, keep_last: int = 3,
+                 nonfinite: str = "raise", max_skips: int = 10, compile: bool = False, compile_mode: str | None = None,
+                 tf32: bool = True, channels_last: bool = False, cuda_graph: bool | str = "auto",
+                 threads: int | None = None, optimizer=None, lr_schedule=None, progress: str | bool = "auto",
+                 progress_every_s: float = 30.0):
+        """lr: the base learning rate (configs/optimizer reads it as ${trainer.lr}); optimizer and lr_schedule:
+        the `_partial_` nodes of those groups (defaults: Adam at `lr`, constant). threads: applied by the CLI
+        before torch starts its thread pool (training/threads.py); recorded here only. eval_every: null = once
+        per epoch."""
         if max_steps <= 0 or lr <= 0 or log_every <= 0 or (eval_every or 1) <= 0 or eval_batch_size <= 0:
             raise ConfigError(f"trainer: max_steps={max_steps}, lr={lr}, log_every={log_every}, "
                               f"eval_every={eval_every}, eval_batch_size={eval_batch_size} must all be > 0")
@@ -48,17 +56,21 @@ class Trainer:
             raise ConfigError(f"trainer.compile_mode={compile_mode!r}; choose one of {COMPILE_MODES}")
         if grad_clip is not None and grad_clip <= 0:
             raise ConfigError(f"trainer.grad_clip={grad_clip} must be > 0 (or null for no clipping)")
-        self.max_steps, self.batch_size, self.lr, self.weight_decay = max_steps, batch_size, lr, weight_decay
-        self.grad_clip, self.log_every, self.eval_every = grad_clip, log_every, eval_every
+        if cuda_graph not in (True, False, "auto"):
+            raise ConfigError(f"trainer.cuda_graph={cuda_graph!r}; choose auto, true or false")
+        self.max_steps, self.batch_size, self.lr, self.grad_clip = max_steps, batch_size, lr, grad_clip
+        self.log_every, self.eval_every = log_every, eval_every
         self.eval_batch_size, self.precision, self.num_images, self.seed = eval_batch_size, precision, num_images, seed
         self.keep_last, self.nonfinite, self.max_skips = keep_last, nonfinite, max_skips  # see nonfinite.py
-        self.compile, self.compile_mode, self.tf32, self.fused_adam = compile, compile_mode, tf32, fused_adam
-        self.channels_last = channels_last
+        self.compile, self.compile_mode, self.tf32 = compile, compile_mode, tf32
+        self.channels_last, self.cuda_graph, self.threads = channels_last, cuda_graph, threads
+        self.optimizer = optimizer or functools.partial(torch.optim.Adam, lr=lr)
+        self.lr_schedule = lr_schedule or functools.partial(ConstantLR, total_steps=max_steps)
         self.progress, self.progress_every_s = check_setting(progress), progress_every_s  # progress.py
 
-    def autocast(self, device: torch.device):
+    def autocast(self):
         if self.precision == "bf16":  # validate.check_device: bf16 needs CUDA
-            return torch.autocast("cuda", dtype=torch.bfloat16)
+            return torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False)  # graph-safe: no cast cache
         return contextlib.nullcontext()
 
     def fit(self, model, objective, data: ImageData, device: torch.device, run_dir: Path, config: dict,
@@ -67,16 +79,13 @@ class Trainer:
 
         resume: a checkpoint to continue from exactly; stop: a flag (signals.StopFlag) read once per step."""
         self.device, self.config, self.ckpt_dir = torch.device(device), config, Path(run_dir) / "checkpoints"
+        why = graph_obstacle(self.device, self.compile, distributed.world_size() > 1)
+        if self.cuda_graph is True and why:  # fails early
+            raise ConfigError(f"trainer.cuda_graph=true, but {why}; use trainer.cuda_graph=auto or false")
         speed.to_channels_last(model.to(self.device), self.channels_last)
         speed.set_tf32(self.tf32, self.device)
         data = data.to(self.device)
-        skip = self.nonfinite == "skip"  # capturable: Adam's step count on the GPU, so skips never sync
-        self.opt = speed.adam(model.parameters(), self.lr, self.weight_decay, self.fused_adam, self.device,
-                              capturable=skip and self.device.type == "cuda")
-        self.meter, self.guard = Meter(self.device, skip), NonFiniteGuard(self.nonfinite, self.max_skips, self.device)
-        step = distributed.wrap(speed.TrainStep(model, objective), self.device)
-        self.step_fn = speed.compiled(step, self.compile, self.compile_mode)
-        self.batches = distributed.shard(IndexBatches(len(data.train), self.batch_size, self.device, self.seed))
+        self._build_step(model, objective, data)
         self.val_x = prepare_fixed(model.likelihood.prepare, data.val.images, self.seed)
         self.val_y = data.val.labels
         self.fixed_y = fixed_labels(self.num_images, data.num_classes, self.device)  # used by conditional models
@@ -95,10 +104,39 @@ class Trainer:
             self.logger.close()
         return state.last_val
 
+    def _build_step(self, model, objective, data: ImageData) -> None:
+        """Optimizer, lr schedule, meter, guard, batches and the step function (eager until `_first_step` captures it)."""
+        cuda = self.device.type == "cuda"  # capturable, lr on the device: no host sync per step, graph or not
+        self.opt = speed.fill_optimizer(self.optimizer, list(model.parameters()), self.device, capturable=cuda,
+                                        tensor_lr=cuda)
+        self.sched = self.lr_schedule(optimizer=self.opt)
+        skip = self.nonfinite == "skip"
+        self.meter, self.guard = Meter(self.device, skip), NonFiniteGuard(self.nonfinite, self.max_skips, self.device)
+        module = speed.compiled(distributed.wrap(speed.TrainStep(model, objective), self.device),
+                                self.compile, self.compile_mode)
+        self.batches = distributed.shard(IndexBatches(len(data.train), self.batch_size, self.device, self.seed))
+        self.step_fn = StepFunction(module, list(model.parameters()), self.opt, self.sched, self.meter, self.guard,
+                                    data.train, model.likelihood.prepare, self.grad_clip, self.autocast,
+                                    self.batch_size // distributed.world_size(), self.device)
+        self.model, self.run_step = model, self._first_step
+
+    def _first_step(self) -> None:
+        """Step one runs eagerly (it creates the optimizer state); then the step is captured or stays eager."""
+        self.step_fn()
+        self.run_step = capture(self.step_fn, self.model, self.device, self.cuda_graph, self.compile,
+                                distributed.world_size() > 1)
+
     def _restore(self, model, ckpt: dict) -> RunState:
-        """Model, optimizer, batch order, meters and every RNG as they were after step ckpt["step"]."""
+        """Model, optimizer, lr schedule, step tensor, batch order, meters and every RNG as they were after
+        step ckpt["step"]."""
         model.load_state_dict(ckpt["model"])
+        lrs = [g["lr"] for g in self.opt.param_groups]
         self.opt.load_state_dict(ckpt["optimizer"])
+        for group, lr in zip(self.opt.param_groups, lrs):  # a device-tensor lr stays the same tensor
+            if torch.is_tensor(lr):
+                group["lr"] = lr.copy_(torch.as_tensor(group["lr"]))
+        self.sched.load_state_dict(ckpt.get("lr_schedule", self.sched.state_dict()))
+        self.step_fn.step.fill_(ckpt["step"])
         self.batches.load_state_dict(ckpt["batches"])
         self.meter.load_state_dict(ckpt.get("meter", {}))
         self.guard.load_state_dict(ckpt.get("nonfinite", {}))
@@ -108,13 +146,14 @@ class Trainer:
 
     def _loop(self, model, objective, data: ImageData, state: RunState, stop=None) -> None:
         meter, tick, seen = self.meter, time.perf_counter(), 0
+        model.train()
         while state.step < self.max_steps:
             try:
-                self._train_step(model, objective, data, state.step)
+                self._train_step()
             except ValueError:  # torch.distributions refusing NaN parameters left by an earlier non-finite update
                 meter.check_finite()  # raise: name that step instead
                 raise
-            state.step += 1
+            state.step += 1  # the host's count, for the loop only: the step itself reads step_fn.step
             seen += self.batch_size
             self.bar.advance(state.step)
             if state.step % self.log_every == 0 or state.step == self.max_steps:
@@ -125,20 +164,15 @@ class Trainer:
                 meter.check_finite()
                 self.guard.check(meter.describe_first_bad())
                 self._validate(model, objective, state)
+                model.train()
                 tick = time.perf_counter()  # throughput counts training only
             if stop and state.step < self.max_steps:  # a signal arrived: save this finished step, let the CLI exit
                 raise StopRequested(stop.signum, state.step, self._save(model, state, None))
 
-    def _train_step(self, model, objective, data: ImageData, step: int):
-        model.train()
-        idx = next(self.batches)
-        x = model.likelihood.prepare(data.train.images[idx])  # (B, C, H, W) float
-        with self.autocast(self.device):
-            terms = self.step_fn(x, step, data.train.labels[idx])
-        self.opt.zero_grad(set_to_none=True)
-        terms["loss"].mean().backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), self.grad_clip or math.inf)
-        self.guard.step(self.opt, self.meter.add(terms, grad_norm, step))
+    def _train_step(self) -> None:
+        """The next batch's indices into the static buffer, then one step (eager, or the graph replayed)."""
+        self.step_fn.idx.copy_(next(self.batches))
+        self.run_step()
 
     def _log_train(self, meter: Meter, objective, step: int, seen: int, tick: float) -> None:
         self.guard.check(meter.describe_first_bad())
@@ -146,7 +180,7 @@ class Trainer:
         means = meter.means()  # the host sync: the clock is read after it, so queued device work counts
         examples_per_sec = seen / (time.perf_counter() - tick)
         knobs = objective.knobs(step - 1)  # beta, temperature ...
-        extra = {**knobs, "lr": self.opt.param_groups[0]["lr"], "examples_per_sec": examples_per_sec}
+        extra = {**knobs, "lr": float(self.opt.param_groups[0]["lr"]), "examples_per_sec": examples_per_sec}
         if self.guard.skip:
             extra["skipped_steps"] = int(self.guard.skipped)
         self.logger.scalars("train", {**means, **extra}, step)
@@ -191,6 +225,7 @@ class Trainer:
         better = val is not None and val_score(val) > state.best_val_elbo  # VQ-VAE (no elbo): -loss
         state.best_val_elbo = val_score(val) if better else state.best_val_elbo
         ckpt = {"model": model.state_dict(), "optimizer": self.opt.state_dict(), "step": state.step,
+                "step_tensor": self.step_fn.step.clone(), "lr_schedule": self.sched.state_dict(),
                 "batches": self.batches.state_dict(), "rng": rng_state(), "config": self.config,
                 "val": val or state.last_val, "best_val_elbo": state.best_val_elbo,
                 "meter": self.meter.state_dict(), "nonfinite": self.guard.state_dict()}

@@ -1,0 +1,40 @@
+"""The base every objective shares: which model method it calls, the step-dependent knobs, the input checks.
+
+Variants override `loss` (and `model_terms` when they call another model method). The knobs are
+computed from the step alone: an int step gives floats (logging, validation), a 0-dim int64 step tensor
+gives device tensors (the training step, which may be captured once as a CUDA graph and replayed).
+"""
+import torch
+
+from vae_cli.errors import ConfigError
+from vae_cli.schedules import Weight
+
+
+class Objective:
+    """loss(model terms, knobs) per example, in nats; `weight` is beta x schedule (None: no regularizer weight)."""
+
+    requires = "latent_terms"  # the model method this objective calls
+
+    def __init__(self, weight: Weight | None = None, num_samples: int = 1):
+        if not (isinstance(num_samples, int) and num_samples >= 1):
+            raise ConfigError(f"objective: num_samples={num_samples} must be an integer >= 1")
+        self.weight, self.num_samples = weight, num_samples
+
+    def knobs(self, step) -> dict:
+        """The step-dependent settings (beta, temperature ...): floats for an int step, tensors for a tensor."""
+        return {} if self.weight is None else {"beta": self.weight(step)}
+
+    def model_terms(self, model, x: torch.Tensor, y: torch.Tensor | None, knobs: dict):
+        """The one call into the model (models/base.py's `latent_terms`)."""
+        return model.latent_terms(x, y, self.num_samples, **self.model_kwargs(knobs))
+
+    def model_kwargs(self, knobs: dict) -> dict:
+        return {}
+
+    def loss(self, t, knobs: dict, x: torch.Tensor, model) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def __call__(self, model, x: torch.Tensor, step, y: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """x (B, C, H, W) prepared data, step an int or a 0-dim step tensor, y (B,) labels -> named terms."""
+        knobs = self.knobs(step)
+        return self.loss(self.model_terms(model, x, y, knobs), knobs, x, model)

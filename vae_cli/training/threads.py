@@ -1,0 +1,81 @@
+"""The CPU thread policy of a run, chosen before torch starts its OpenMP pool (so no torch import here).
+
+- threads per run = cores // parallel jobs: a `launcher=joblib` sweep of n_jobs on c cores gives each job
+  c // n_jobs threads instead of c each (which oversubscribes the cores n_jobs times over);
+- OMP_WAIT_POLICY=PASSIVE when the machine is busy at start (1-minute load average > cores - 0.5): idle
+  OpenMP threads then sleep instead of spinning against the other processes' work.
+A variable the user set in the environment always wins; then `trainer.threads=N`; then the rule above.
+libgomp (torch's OpenMP on Linux) reads OMP_* once, when torch is imported: `preset_environment` runs first
+thing in `vae-train`, and the sweep's worker processes inherit the environment it set.
+"""
+import logging
+import os
+from dataclasses import dataclass
+
+log = logging.getLogger("vae_cli")
+OURS = "VAE_CLI_THREAD_POLICY"  # set beside the OMP_* variables we chose, so a job tells them from the user's
+
+
+@dataclass
+class Policy:
+    threads: int
+    wait_policy: str | None  # "PASSIVE" or None (OpenMP's default)
+    why: str
+
+
+def _arg(argv: list[str], key: str) -> str | None:
+    values = [a.split("=", 1)[1] for a in argv if a.lstrip("+").startswith(key + "=")]
+    return values[-1] if values else None
+
+
+def parallel_jobs(argv: list[str], cores: int) -> int:
+    """How many runs this command starts at once: n_jobs of a joblib sweep (-1: one per core), else 1."""
+    if not ({"-m", "--multirun"} & set(argv)) or _arg(argv, "launcher") != "joblib":
+        return 1
+    n = int(_arg(argv, "hydra.launcher.n_jobs") or 2)  # configs/launcher/joblib.yaml: n_jobs 2
+    return max(1, cores + 1 + n if n < 0 else n)  # joblib: -1 = all cores, -2 = all but one ...
+
+
+def choose(argv: list[str], environ: dict, cores: int, load: float) -> Policy:
+    """The policy for `vae-train argv` on `cores` cores at 1-minute load average `load`."""
+    jobs = parallel_jobs(argv, cores)
+    user = environ.get("OMP_NUM_THREADS") if OURS not in environ else None
+    asked = _arg(argv, "trainer.threads")
+    if user:
+        threads, why = int(user), f"OMP_NUM_THREADS={user} from the environment"
+    elif asked not in (None, "null"):
+        threads, why = int(asked), f"trainer.threads={asked}"
+    else:
+        threads, why = max(1, cores // jobs), f"{cores} cores / {jobs} parallel job(s)"
+    busy = load > cores - 0.5
+    wait = environ.get("OMP_WAIT_POLICY") or ("PASSIVE" if busy else None)
+    why += f"; load average {load:.1f} on {cores} cores: " + (f"OMP_WAIT_POLICY={wait}" if wait else "busy-waiting")
+    return Policy(threads, wait, why)
+
+
+def preset_environment(argv: list[str], environ=os.environ) -> Policy:
+    """Choose the policy and export it (OMP_NUM_THREADS, OMP_WAIT_POLICY) unless the user set them."""
+    policy = choose(argv, dict(environ), os.cpu_count() or 1, os.getloadavg()[0])
+    if "OMP_NUM_THREADS" not in environ or OURS in environ:
+        environ["OMP_NUM_THREADS"] = str(policy.threads)
+    if policy.wait_policy and "OMP_WAIT_POLICY" not in environ:
+        environ["OMP_WAIT_POLICY"] = policy.wait_policy
+    environ[OURS] = policy.why
+    return policy
+
+
+def apply_in_job(threads: int | None = None) -> str:
+    """In the process that trains (this one, or a sweep worker): torch's thread count from the policy preset
+    at start (trainer.threads when the user's environment does not say), and one log line saying so."""
+    import torch
+
+    why = os.environ.get(OURS, "the environment as given")
+    user_env = "OMP_NUM_THREADS" in os.environ and OURS not in os.environ
+    if threads is not None and not user_env and f"trainer.threads={threads}" not in why:
+        why = f"trainer.threads={threads}"
+        torch.set_num_threads(threads)
+    elif os.environ.get("OMP_NUM_THREADS", "").isdigit():
+        torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+    line = f"threads: {torch.get_num_threads()} ({why})"
+    log.info(line)
+    return line
