@@ -1,5 +1,4 @@
 """Every option of every config group composes, builds and trains (parametrized over the files on disk)."""
-from pathlib import Path
 
 import pytest
 import torch

@@ -198,7 +198,7 @@ def test_presets_build_the_paper_architectures_and_the_ladder():
     paper2 = build_model(make_cfg("experiment=iwae_paper_2layer"), (1, 28, 28))
     sizes = {(m.in_features, m.out_features) for m in paper2.modules() if isinstance(m, torch.nn.Linear)}
     assert {(784, 200), (200, 200), (200, 100), (100, 100), (100, 2 * 50), (50, 100), (100, 2 * 100)} <= sizes
-    for name, objective, k in (("iwae_paper_1layer", "IWAE", 5), ("vae_paper_2layer", "Objective", 1)):
+    for name, objective, k in (("iwae_paper_1layer", "IWAE", 5), ("vae_paper_2layer", "ELBO", 1)):
         cfg = make_cfg(f"experiment={name}")
         assert cfg.objective._target_.endswith(objective) and cfg.objective.get("num_samples", 1) == k
         assert cfg.trainer.batch_size == 20 and cfg.model.encoder.activation == "Tanh"

@@ -88,7 +88,8 @@ def test_train_step_reads_nothing_back_from_the_device(cfg_factory, tmp_path, mo
 
 
 @pytest.mark.parametrize("overrides", [["objective=kl_annealing", "schedule.warmup_steps=4", "lr_schedule=cosine"],
-                                       ["model=gumbel", "objective.temperature.rate=0.1", "schedule=cyclical"]])
+                                       ["model=gumbel", "objective.temperature.rate=0.1", "schedule=cyclical",
+                                        "schedule.n_cycles=1"]])
 def test_the_step_function_takes_no_python_value_that_changes_per_step(cfg_factory, tmp_path, overrides):
     """What a captured CUDA graph needs: the step reads the step counter and the batch from device tensors.
     The objective sees the same step tensor object every step (its value advancing in place), and beta,

@@ -42,12 +42,12 @@ def _train(cfg: DictConfig) -> float:
     from vae_cli.training.threads import apply_in_job
 
     sweeps.register_resolvers()
-    apply_in_job(cfg.trainer.get("threads"))  # torch's thread count, one log line (training/threads.py)
     hydra_cfg = HydraConfig.get()
     run_dir = hydra_cfg.runtime.output_dir
     try:
         with rundir.claim(run_dir, cfg, hydra_cfg, main=rundir.owns_run_dir()) as claimed, \
                 stop_on_signals() as stop, distributed.process_group(use_cuda=resolve_device(cfg.device).type == "cuda"):
+            apply_in_job(cfg.trainer.get("threads"))  # torch's thread count; its log line reaches train.log
             try:
                 val = run_training(cfg, run_dir, dict(hydra_cfg.runtime.choices), stop=stop, ready=claimed.accept)
             except StopRequested as e:  # SIGTERM / SIGINT: a checkpoint was written; logged while train.log is open

@@ -137,8 +137,14 @@ def claim(run_dir: Path, task_cfg: DictConfig, hydra_cfg: DictConfig | None = No
     finally:
         threading.excepthook = hook
         rd.close()
-        if fresh and main and rd.file is None:  # a refused start: remove the empty dir it was given
-            remove_empty(Path(run_dir))
+        if fresh and main and rd.file is None and single_run(hydra_cfg):  # a refused start: remove its empty dir
+            remove_empty(Path(run_dir))  # (a failed sweep job keeps its dir: error.txt goes there)
+
+
+def single_run(hydra_cfg) -> bool:
+    from hydra.types import RunMode
+
+    return hydra_cfg is None or hydra_cfg.mode != RunMode.MULTIRUN
 
 
 def remove_empty(run_dir: Path) -> None:
