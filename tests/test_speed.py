@@ -123,7 +123,9 @@ def test_cuda_graph_true_off_cuda_is_one_config_error_before_training(cfg_factor
     (["-m", "launcher=joblib", "seed=0,1"], {}, 0.2, (1, None)),  # n_jobs 2 (the launcher's default) on 2 cores
     (["-m", "launcher=joblib", "hydra.launcher.n_jobs=-1"], {}, 0.2, (1, None)),  # -1: one job per core
     (["launcher=joblib", "hydra.launcher.n_jobs=2"], {}, 0.2, (2, None)),  # no -m: one run
-    ([], {}, 1.6, (2, "PASSIVE")),  # busy: load > cores - 0.5
+    ([], {}, 1.6, (1, "PASSIVE")),  # busy: load > cores - 0.5; threads: the idle cores (0.4 -> at least 1)
+    ([], {}, 1.4, (2, None)),
+    (["trainer.threads=2"], {}, 3.0, (2, "PASSIVE")),  # asked for: kept, but passive on a busy machine
     (["trainer.threads=1"], {}, 0.2, (1, None)),
     (["trainer.threads=1"], {"OMP_NUM_THREADS": "2", "OMP_WAIT_POLICY": "ACTIVE"}, 9.0, (2, "ACTIVE")),  # env wins
 ])

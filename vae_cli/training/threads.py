@@ -2,8 +2,10 @@
 
 - threads per run = cores // parallel jobs: a `launcher=joblib` sweep of n_jobs on c cores gives each job
   c // n_jobs threads instead of c each (which oversubscribes the cores n_jobs times over);
-- OMP_WAIT_POLICY=PASSIVE when the machine is busy at start (1-minute load average > cores - 0.5): idle
-  OpenMP threads then sleep instead of spinning against the other processes' work.
+- when the machine is busy at start (1-minute load average, or the tasks runnable right now, > cores - 0.5): OMP_WAIT_POLICY=PASSIVE, so idle
+  OpenMP threads sleep instead of spinning against the other processes' work, and no more threads than the
+  cores the load leaves idle (at least one): threads that must meet at every barrier stall when each gets its
+  time slice at a different moment (measured in benchmarks/contention.py busy).
 A variable the user set in the environment always wins; then `trainer.threads=N`; then the rule above.
 libgomp (torch's OpenMP on Linux) reads OMP_* once, when torch is imported: `preset_environment` runs first
 thing in `vae-train`, and the sweep's worker processes inherit the environment it set.
@@ -48,14 +50,27 @@ def choose(argv: list[str], environ: dict, cores: int, load: float) -> Policy:
     else:
         threads, why = max(1, cores // jobs), f"{cores} cores / {jobs} parallel job(s)"
     busy = load > cores - 0.5
+    if busy and not user and asked in (None, "null"):  # threads that wait on each other's time slices stall:
+        free = max(1, int(cores - load + 0.5))  # keep to the cores the other work leaves idle (at least one)
+        threads, why = min(threads, free), why + f", {free} idle"
     wait = environ.get("OMP_WAIT_POLICY") or ("PASSIVE" if busy else None)
     why += f"; load average {load:.1f} on {cores} cores: " + (f"OMP_WAIT_POLICY={wait}" if wait else "busy-waiting")
     return Policy(threads, wait, why)
 
 
+def runnable_others() -> float:
+    """Tasks runnable right now besides this one (/proc/loadavg's 4th field, Linux; else 0): the 1-minute load
+    average lags by a minute, this does not."""
+    try:
+        with open("/proc/loadavg") as f:
+            return max(0.0, float(f.read().split()[3].split("/")[0]) - 1)
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 def preset_environment(argv: list[str], environ=os.environ) -> Policy:
     """Choose the policy and export it (OMP_NUM_THREADS, OMP_WAIT_POLICY) unless the user set them."""
-    policy = choose(argv, dict(environ), os.cpu_count() or 1, os.getloadavg()[0])
+    policy = choose(argv, dict(environ), os.cpu_count() or 1, max(os.getloadavg()[0], runnable_others()))
     if "OMP_NUM_THREADS" not in environ or OURS in environ:
         environ["OMP_NUM_THREADS"] = str(policy.threads)
     if policy.wait_policy and "OMP_WAIT_POLICY" not in environ:
