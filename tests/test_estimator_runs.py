@@ -60,10 +60,10 @@ def test_vamp_prior_with_a_flow_posterior_is_a_clear_error(tmp_path):
 
 
 def test_experiment_presets_reproduce_the_iwae_paper_architectures():
-    one = make_cfg("experiment=iwae_paper_1layer")
+    one = make_cfg("experiment=iwae_paper_tanh_1layer")
     assert one.model.encoder.hidden_sizes == [200, 200] and one.latent_dim == 50
     assert one.model.encoder.activation == "Tanh" and one.objective._target_.endswith("IWAE")
-    two = build_model(make_cfg("experiment=iwae_paper_2layer"), (1, 28, 28))
+    two = build_model(make_cfg("experiment=iwae_paper_tanh_2layer"), (1, 28, 28))
     linears = [m for m in two.modules() if isinstance(m, torch.nn.Linear)]
     sizes = {(m.in_features, m.out_features) for m in linears}
     assert {(784, 200), (200, 200), (200, 100), (100, 100), (100, 2 * 50), (50, 100), (100, 2 * 100)} <= sizes
