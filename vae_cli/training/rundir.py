@@ -150,7 +150,8 @@ def single_run(hydra_cfg) -> bool:
 def remove_empty(run_dir: Path) -> None:
     """Remove `run_dir` if it holds nothing but empty dirs, then its parent (outputs/<date>/) if that is empty
     now; never the current dir."""
-    if any(p.is_file() for p in run_dir.rglob("*")):
+    here = Path.cwd().resolve()
+    if any(p.is_file() for p in run_dir.rglob("*")) or run_dir.resolve() in (here, *here.parents):
         return
     for d in sorted(run_dir.rglob("*"), reverse=True):
         d.rmdir()
