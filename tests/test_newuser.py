@@ -122,7 +122,7 @@ def test_each_tool_helps_with_its_own_groups_and_keys(tmp_path):
     assert train.startswith("vae-train: train a variational auto-encoder")
     assert "Usage:" in train and "Outputs: one run dir per run" in train and "latent_dim=32" in train
     assert "  model        the encoder/decoder family" in train and "      mlp*" in train
-    assert "      conv                Stride-2 convs" in train  # each option with its file's first comment
+    assert "      conv                   Stride-2 convs" in train  # each option with its file's first comment
     assert "  mode " not in train and "arithmetic" not in train  # vae-sample's group is not vae-train's
     assert "unknown key 'mode'" in one_line(cli("vae-train", "mode=prior", cwd=tmp_path), "vae-train")
     sample = cli("vae-sample", "--help", cwd=tmp_path).stdout

@@ -44,11 +44,11 @@ def groups_text(config_name: str) -> str:
            conv*      Stride-2 convs: ..."""
     root, defaults, lines = files(GROUP_ROOTS.get(config_name, "vae_cli.configs")), default_choices(config_name), []
     for group, options in tool_groups(config_name).items():
-        lines.append(f"  {group:<13}{GROUP_MEANINGS.get(group, '')}".rstrip())
+        lines.append(f"  {group:<12} {GROUP_MEANINGS.get(group, '')}".rstrip())
         for opt in options:
             mark = "*" if defaults.get(group) == opt else ""
             meaning = first_comment((root / group / f"{opt}.yaml").read_text())
-            lines.append(f"      {opt + mark:<20}{meaning}".rstrip())
+            lines.append(f"      {opt + mark:<22} {meaning}".rstrip())
     return escape("\n".join(lines) or "  (none)")
 
 
