@@ -106,6 +106,30 @@ def test_misspelled_group_option_lists_the_valid_ones_closest_first(tmp_path):
     assert "unknown option 'mnsit' for group 'dataset'" in line and line.split(": ")[-1].startswith("mnist,")
 
 
+def test_misspelled_nested_key_is_looked_up_in_the_config_each_job_composes(tmp_path):
+    line = one_line(cli("vae-train", "trainer.lrr=1", cwd=tmp_path), "vae-train")
+    assert line.startswith("vae-train: error: unknown key 'trainer.lrr' — did you mean 'trainer.lr'? (keys of "
+                           "trainer: max_steps, batch_size, lr,"), line
+    line = one_line(cli("vae-train", "model=conv", "model.encoder.chanels=[8]", cwd=tmp_path), "vae-train")
+    assert "did you mean 'model.encoder.channels'?" in line and line.endswith("(with model=conv)")
+    # a key of conv's encoder that mlp's lacks: the mlp job of the sweep is named, before any job runs
+    line = one_line(cli("vae-train", "-m", "model=conv,mlp", "model.encoder.channels=[8]", cwd=tmp_path), "vae-train")
+    assert "unknown key 'model.encoder.channels'" in line and "(keys of model.encoder: hidden_sizes, " in line
+    assert line.endswith("(with model=mlp)")
+    line = one_line(cli("vae-sample", "ckpt=x.pt", "mode=traverse", "mode.stepz=3", cwd=tmp_path), "vae-sample")
+    assert "did you mean 'mode.steps'?" in line
+    assert not (tmp_path / "outputs").exists() and not (tmp_path / "multirun").exists()
+
+
+def test_help_read_by_a_pipe_that_closes_early_ends_quietly(tmp_path):
+    """`vae-train --help | head -1`: the reader is gone before the help is written (closed here at once)."""
+    proc = subprocess.Popen([str(BIN / "vae-train"), "--help"], cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env())
+    proc.stdout.close()
+    err = proc.stderr.read()
+    assert proc.wait(timeout=120) == 1 and err == "", err
+
+
 def test_other_tools_check_their_own_keys(tmp_path):
     assert "did you mean 'k'?" in one_line(cli("vae-eval", "ckpt=x.pt", "kk=5", cwd=tmp_path), "vae-eval")
     line = one_line(cli("vae-sample", "ckpt=x.pt", "mode=arithmatic", cwd=tmp_path), "vae-sample")
@@ -220,7 +244,8 @@ def test_resume_keeps_its_dir_name(tmp_path):
 # 6. failed starts --------------------------------------------------------------------------------------------
 
 def test_failed_starts_leave_no_run_dir(tmp_path):
-    assert cli("vae-train", *TINY, "latent_dim=0", cwd=tmp_path).returncode == 2
+    refused = cli("vae-train", *TINY, "latent_dim=0", cwd=tmp_path)
+    assert one_line(refused, "vae-train") and refused.stdout == ""  # not even the thread policy's line
     empty = tmp_path / "no_data"
     empty.mkdir()
     proc = subprocess.run([str(BIN / "vae-train"), "dataset=fashion_mnist", "dataset.download=false"], cwd=tmp_path,

@@ -1,5 +1,6 @@
 """Console entry points: thin Hydra shells that find the run dir and call the pure functions."""
 import logging
+import os
 import sys
 
 import hydra
@@ -47,9 +48,13 @@ def _train(cfg: DictConfig) -> float:
     try:
         with rundir.claim(run_dir, cfg, hydra_cfg, main=rundir.owns_run_dir()) as claimed, \
                 stop_on_signals() as stop, distributed.process_group(use_cuda=resolve_device(cfg.device).type == "cuda"):
-            apply_in_job(cfg.trainer.get("threads"))  # torch's thread count; its log line reaches train.log
+            threads = apply_in_job(cfg.trainer.get("threads"))  # torch's thread count, said once the run starts
+
+            def ready(resume) -> None:  # every check passed: the run dir is written, train.log is open
+                claimed.accept(resume)
+                log.info(threads)
             try:
-                val = run_training(cfg, run_dir, dict(hydra_cfg.runtime.choices), stop=stop, ready=claimed.accept)
+                val = run_training(cfg, run_dir, dict(hydra_cfg.runtime.choices), stop=stop, ready=ready)
             except StopRequested as e:  # SIGTERM / SIGINT: a checkpoint was written; logged while train.log is open
                 log.warning(f"{e}; exit {e.exit_code}; continue with: vae-train resume={run_dir}")
                 raise
@@ -76,6 +81,15 @@ def _train_failed(e: Exception, run_dir: str, hydra_cfg) -> float:
     message = sweeps.record_job(hydra_cfg, e if user is None else user, internal=user is None)
     print(f"vae-train: error: {message}", file=sys.stderr)
     return float("nan")  # a failed trial for sweepers that read the value (optuna)
+
+
+def _hydra_main(config_name: str, fn) -> None:
+    """Hydra's main over `fn`; a reader that closes the pipe early (`vae-train --help | head`) ends it quietly."""
+    try:
+        hydra.main(config_path=CONFIG_PATH, config_name=config_name, version_base="1.3")(fn)()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error from the exit's flush
+        sys.exit(1)
 
 
 def _check_dirs(argv: list[str]) -> None:
@@ -106,7 +120,7 @@ def train_main() -> None:
     sweeps.register_resolvers()
     sys.argv += worker_overrides(sys.argv[1:])  # torchrun ranks > 0 leave the run dir to rank 0
     _check_argv("vae-train", "train")
-    hydra.main(config_path=CONFIG_PATH, config_name="train", version_base="1.3")(_train)()
+    _hydra_main("train", _train)
     if sweeps.FAILED:  # set by the sweep summary: some jobs of this sweep failed
         sys.exit(EXIT_USER_ERROR)
 
@@ -134,13 +148,13 @@ def _sample(cfg: DictConfig) -> None:
 def eval_main() -> None:
     """`vae-eval ckpt=...`: test ELBO, importance-weighted NLL, collapse report, sample quality."""
     _check_argv("vae-eval", "eval")
-    hydra.main(config_path=CONFIG_PATH, config_name="eval", version_base="1.3")(_eval)()
+    _hydra_main("eval", _eval)
 
 
 def sample_main() -> None:
     """`vae-sample ckpt=... mode=...`: prior samples, reconstructions, interpolations, traversals ..."""
     _check_argv("vae-sample", "sample")
-    hydra.main(config_path=CONFIG_PATH, config_name="sample", version_base="1.3")(_sample)()
+    _hydra_main("sample", _sample)
 
 
 def _prior(cfg: DictConfig) -> float:
@@ -157,4 +171,4 @@ def _prior(cfg: DictConfig) -> float:
 def prior_main() -> None:
     """`vae-prior ckpt=...`: fit the autoregressive code prior of a trained VQ-VAE (its second stage)."""
     _check_argv("vae-prior", "code_prior")
-    hydra.main(config_path=CONFIG_PATH, config_name="code_prior", version_base="1.3")(_prior)()
+    _hydra_main("code_prior", _prior)

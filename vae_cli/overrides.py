@@ -2,10 +2,14 @@
 
 `vae-train modle=conv` -> unknown key 'modle' — did you mean 'model'? (groups: dataset, model, ...)
 `vae-train model=cnn`  -> unknown option 'cnn' for group 'model' — valid options, closest first: conv, ...
-Only plain `key=value` overrides are checked; `+key=`, `++key=`, `~key`, hydra.* and nested keys are
-left to Hydra, and so is everything when --config-name/--config-path/--config-dir change the tree.
+`vae-train trainer.lrr=1` -> unknown key 'trainer.lrr' — did you mean 'trainer.lr'? (keys of trainer: ...)
+Only plain `key=value` overrides are checked; `+key=`, `++key=`, `~key` and hydra.* are left to Hydra, and so
+is everything when --config-name/--config-path/--config-dir change the tree. Nested keys are looked up in the
+config composed with the command line's group choices (skipped when a group is swept: each job composes its own).
 """
 import difflib
+import itertools
+import math
 from importlib.resources import files
 
 from omegaconf import OmegaConf
@@ -86,6 +90,51 @@ def register_run_name_resolver() -> None:
     OmegaConf.register_new_resolver("vae_run_suffix", run_suffix, replace=True)
 
 
+def compose_plain(config_name: str, overrides: list[str]) -> dict | None:
+    """The tool's config composed with these overrides, unresolved, as plain containers; None if it fails."""
+    from hydra import compose, initialize_config_module
+
+    try:
+        with initialize_config_module(config_module="vae_cli.configs", version_base="1.3"):
+            return OmegaConf.to_container(compose(config_name, overrides=overrides), resolve=False)
+    except Exception:  # noqa: BLE001 -- whatever fails here, Hydra says it again, in its words, when it composes
+        return None
+
+
+def unknown_nested(key: str, cfg: dict) -> str | None:
+    """The message for a dotted key that names no key of the composed config, or None if it exists (or the
+    path leaves the dicts, e.g. into a list or a null node, where Hydra judges it)."""
+    node, parts = cfg, key.split(".")
+    for i, part in enumerate(parts):
+        if not isinstance(node, dict):
+            return None
+        if part not in node:
+            where, keys = ".".join(parts[:i]), [k for k in node if not k.startswith("_")]
+            near = difflib.get_close_matches(part, keys, n=1, cutoff=0.6)
+            hint = f" — did you mean '{where}.{near[0]}'?" if near else ""
+            return f"unknown key '{key}'{hint} (keys of {where}: {', '.join(keys)})"
+        node = node[part]
+    return None
+
+
+def check_nested(config_name: str, overrides, most: int = 8) -> None:
+    """Dotted keys against the config each job composes: the group choices typed (a swept group gives one
+    config per option; more than `most` combinations are left to Hydra)."""
+    from hydra.core.override_parser.types import OverrideType
+
+    changes = [o for o in overrides if o.type == OverrideType.CHANGE and not o.package]
+    nested = [o.key_or_group for o in changes if "." in o.key_or_group and not o.key_or_group.startswith("hydra.")]
+    groups = tool_groups(config_name)
+    picks = [[f"{o.key_or_group}={v}" for v in values_of(o)] for o in changes if o.key_or_group in groups]
+    if not nested or not all(picks) or math.prod(map(len, picks)) > most:
+        return
+    for chosen in itertools.product(*picks):
+        cfg = compose_plain(config_name, list(chosen))
+        message = next(filter(None, (unknown_nested(k, cfg) for k in nested)), None) if cfg is not None else None
+        if message:
+            raise UserError(message + (f" (with {' '.join(chosen)})" if chosen else ""))
+
+
 def check_overrides(config_name: str, argv: list[str]) -> None:
     """Raise a one-line UserError for the first override naming an unknown key or group option."""
     from hydra.core.override_parser.types import OverrideType
@@ -104,3 +153,4 @@ def check_overrides(config_name: str, argv: list[str]) -> None:
         for value in values_of(o) if key in groups else []:
             if value is not None and str(value) not in groups[key]:
                 raise UserError(unknown_option(key, str(value), groups[key]))
+    check_nested(config_name, overrides)

@@ -10,11 +10,9 @@ A variable the user set in the environment always wins; then `trainer.threads=N`
 libgomp (torch's OpenMP on Linux) reads OMP_* once, when torch is imported: `preset_environment` runs first
 thing in `vae-train`, and the sweep's worker processes inherit the environment it set.
 """
-import logging
 import os
 from dataclasses import dataclass
 
-log = logging.getLogger("vae_cli")
 OURS = "VAE_CLI_THREAD_POLICY"  # set beside the OMP_* variables we chose, so a job tells them from the user's
 
 
@@ -81,7 +79,8 @@ def preset_environment(argv: list[str], environ=os.environ) -> Policy:
 
 def apply_in_job(threads: int | None = None) -> str:
     """In the process that trains (this one, or a sweep worker): torch's thread count from the policy preset
-    at start (trainer.threads when the user's environment does not say), and one log line saying so."""
+    at start (trainer.threads when the user's environment does not say); returns the line that says so (the
+    CLI logs it once every check has passed, so a refused start prints only its one-line error)."""
     import torch
 
     why = os.environ.get(OURS, "the environment as given")
@@ -91,6 +90,4 @@ def apply_in_job(threads: int | None = None) -> str:
         torch.set_num_threads(threads)
     elif os.environ.get("OMP_NUM_THREADS", "").isdigit():
         torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
-    line = f"threads: {torch.get_num_threads()} ({why})"
-    log.info(line)
-    return line
+    return f"threads: {torch.get_num_threads()} ({why})"
