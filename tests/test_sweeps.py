@@ -43,6 +43,33 @@ def test_optuna_preset_maximizes_val_elbo_over_beta_and_latent_dim():
     assert set(cfg.hydra.sweeper.params) == {"beta", "latent_dim"}
 
 
+@pytest.mark.parametrize("override, module", [("launcher=joblib", "hydra_joblib_launcher"),
+                                              ("launcher=slurm", "hydra_submitit_launcher"),
+                                              ("sweeper=optuna", "hydra_optuna_sweeper")])
+def test_a_missing_sweep_plugin_is_one_line_naming_the_extra(tmp_path, override, module):
+    if importlib.util.find_spec(f"hydra_plugins.{module}") is not None:
+        pytest.skip(f"{module} is installed here")
+    from clitools import run
+
+    done = run("-m", override, "trainer=debug", f"hydra.sweep.dir={tmp_path / 'sweep'}")
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.startswith(f"vae-train: error: {override} needs the Hydra plugin {module.replace('_', '-')}")
+    assert 'pip install -e ".[sweeps]"' in done.stderr and not (tmp_path / "sweep").exists()
+
+
+@plugin("hydra_optuna_sweeper")
+def test_optuna_sweep_runs_trials_and_reports_the_best_val_elbo(tmp_path):
+    import yaml
+    from clitools import TINY, run, scalars
+
+    done = run("-m", "sweeper=optuna", "hydra.sweeper.n_trials=3", *TINY, "max_steps=4",
+               f"hydra.sweep.dir={tmp_path}", timeout=300)
+    assert done.returncode == 0, done.stderr
+    result = yaml.safe_load((tmp_path / "optimization_results.yaml").read_text())
+    finals = [scalars(tb.parent)["val/elbo"][-1][1] for tb in tmp_path.glob("*/tb")]  # each trial's last val ELBO
+    assert len(finals) == 3 and result["best_value"] == pytest.approx(max(finals))  # maximized, in nats
+
+
 def test_gpu_for_job_spreads_jobs_over_devices(monkeypatch):
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 3)
     assert [sweeps.gpu_for_job(n) for n in range(4)] == ["cuda:0", "cuda:1", "cuda:2", "cuda:0"]

@@ -17,6 +17,9 @@ from omegaconf import OmegaConf
 from vae_cli.errors import UserError
 
 GROUP_ROOTS = {"train": "vae_cli.configs", "sample": "vae_cli.sample_configs"}  # vae-eval, vae-prior: none
+PLUGINS = {("launcher", "joblib"): ("hydra_joblib_launcher", "hydra-joblib-launcher"),  # group option -> its plugin
+           ("launcher", "slurm"): ("hydra_submitit_launcher", "hydra-submitit-launcher"),
+           ("sweeper", "optuna"): ("hydra_optuna_sweeper", "hydra-optuna-sweeper")}
 TREE_FLAGS = {"config_name", "config_path", "config_dir", "help", "hydra_help", "shell_completion", "info"}
 
 
@@ -135,6 +138,16 @@ def check_nested(config_name: str, overrides, most: int = 8) -> None:
             raise UserError(message + (f" (with {' '.join(chosen)})" if chosen else ""))
 
 
+def check_plugin(group: str, option: str) -> None:
+    """launcher=joblib|slurm, sweeper=optuna need a Hydra plugin (the `sweeps` extra): one line if it is missing."""
+    from importlib.util import find_spec
+
+    module, dist = PLUGINS.get((group, option), (None, None))
+    if module and find_spec(f"hydra_plugins.{module}") is None:
+        raise UserError(f"{group}={option} needs the Hydra plugin {dist}, which is not installed: "
+                        f"pip install -e \".[sweeps]\" (or pip install {dist})")
+
+
 def check_overrides(config_name: str, argv: list[str]) -> None:
     """Raise a one-line UserError for the first override naming an unknown key or group option."""
     from hydra.core.override_parser.types import OverrideType
@@ -153,4 +166,6 @@ def check_overrides(config_name: str, argv: list[str]) -> None:
         for value in values_of(o) if key in groups else []:
             if value is not None and str(value) not in groups[key]:
                 raise UserError(unknown_option(key, str(value), groups[key]))
+        for value in values_of(o) if key in ("launcher", "sweeper") else []:
+            check_plugin(key, str(value))
     check_nested(config_name, overrides)

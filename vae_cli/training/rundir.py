@@ -227,11 +227,16 @@ def _same(a: Path, b: Path) -> bool:
 
 
 def check_creatable(directory: str, key: str) -> None:
-    """Before Hydra starts: a run or sweep dir typed on the command line must be creatable (one line if not)."""
+    """Before Hydra starts: a run or sweep dir typed on the command line must be creatable (one line if not);
+    it is created and removed again, so the check leaves nothing behind."""
     if "${" in directory:
         return
+    path = Path(directory).expanduser().absolute()
+    missing = [d for d in (path, *path.parents) if not d.exists()]  # deepest first
     try:
-        Path(directory).expanduser().mkdir(parents=True, exist_ok=True)
+        path.mkdir(parents=True, exist_ok=True)
+        for d in missing:  # made only to try: Hydra makes it when the run starts, so a refused start leaves none
+            d.rmdir()
     except OSError as e:
         reason = "a file is in the way" if isinstance(e, (FileExistsError, NotADirectoryError)) else e.strerror or e
         raise UserError(f"{key}={directory} cannot be created: {reason}; choose another {key}") from None
