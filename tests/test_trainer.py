@@ -95,6 +95,13 @@ def test_active_units_counts_dims_whose_mean_varies():
     assert active_units(means) == 2
 
 
+def test_summary_leaves_out_undefined_active_units_but_shows_a_nan_elbo():
+    from vae_cli.pictures import summary
+
+    assert summary({"elbo": -90.0, "active_units": float("nan")}) == "elbo -90"
+    assert summary({"elbo": float("nan"), "active_units": 3}) == "elbo nan  active_units 3"
+
+
 def test_trainer_rejects_bad_values():
     with pytest.raises(UserError, match="lr=-1"):
         make(make_cfg("trainer.lr=-1", "max_steps=5").trainer)

@@ -15,8 +15,10 @@ def val_score(val: dict) -> float:
 
 
 def summary(metrics: dict) -> str:
-    """'loss 91.2  elbo -91.2  ...' for whichever of the known terms are present."""
-    return "  ".join(f"{k} {metrics[k]:.4g}" for k in SUMMARY_KEYS if k in metrics)
+    """'loss 91.2  elbo -91.2  ...' for whichever of the known terms are present (active units only where
+    defined: a flow or a code grid has no closed-form posterior mean, and its NaN would read as a failure)."""
+    shown = [k for k in SUMMARY_KEYS if k in metrics and not (k == "active_units" and metrics[k] != metrics[k])]
+    return "  ".join(f"{k} {metrics[k]:.4g}" for k in shown)
 
 
 def fixed_labels(n: int, num_classes: int, device) -> torch.Tensor:
