@@ -36,16 +36,19 @@ def _bool_index(indices) -> bool:
     return any(i is not None and i.dtype in (torch.bool, torch.uint8) for i in indices)
 
 
+def _arg(args, kwargs, i: int, name: str, default=0):
+    return args[i] if len(args) > i else kwargs.get(name, default)
+
+
 def _conditional(func, args, kwargs) -> str | None:
     """Ops that are capturable with some arguments only."""
     packet = func.overloadpacket
     if packet in (aten.index, aten.index_put, aten.index_put_, aten._index_put_impl_) and _bool_index(args[1]):
         return f"{DYNAMIC}: a boolean mask index (use torch.where)"
-    if packet == aten.repeat_interleave and kwargs.get("output_size") is None and torch.is_tensor(args[-1] if
-                                                                                                   len(args) else None):
-        return f"{DYNAMIC}: repeat_interleave without output_size"
-    if packet == aten.histc and (list(args[2:4]) or [0, 0])[0] == (list(args[2:4]) or [0, 0])[-1]:
-        return f"{DYNAMIC}: histc without a fixed range"
+    if packet == aten.repeat_interleave and func._overloadname != "self_int" and kwargs.get("output_size") is None:
+        return f"{DYNAMIC}: repeat_interleave by a tensor without output_size"
+    if packet == aten.histc and _arg(args, kwargs, 2, "min") == _arg(args, kwargs, 3, "max"):
+        return f"{SYNC}: histc without a fixed range (min = max: the range is read from the data)"
     if packet == aten.tensor_split and torch.is_tensor(args[1]):
         return f"{SYNC}: tensor_split at tensor positions"
     return None

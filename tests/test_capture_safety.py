@@ -213,14 +213,15 @@ def test_the_observers_see_what_a_capture_forbids():
                  ("repeat_interleave", lambda: torch.repeat_interleave(x, reps)),
                  ("lift_fresh", lambda: x + torch.tensor(1.0)), ("lift_fresh", lambda: x[[0, 1]]),
                  ("Tensor.tolist", lambda: x.tolist()), ("Tensor.cpu", lambda: x.cpu()),
-                 ("torch.zeros", lambda: x + torch.zeros(6))]
+                 ("torch.zeros", lambda: x + torch.zeros(6)), ("histc", lambda: torch.histc(x, bins=4))]
     for name, fn in forbidden:
         found = hazards(fn)
         assert any(name in op for op, _, _ in found), (name, found)
         assert all(line.startswith(f"{__file__}:") for _, _, line in found), found  # the lambda's line
     allowed = [lambda: torch.where(x > 2, x, 0.0), lambda: torch.zeros(6, device=x.device),
                lambda: torch.repeat_interleave(x, reps, output_size=12), lambda: x.new_full((), 0.5),
-               lambda: torch.zeros(8, device=x.device).scatter_add_(0, reps, x), lambda: x[reps]]
+               lambda: torch.zeros(8, device=x.device).scatter_add_(0, reps, x), lambda: x[reps],
+               lambda: x.repeat_interleave(2), lambda: torch.histc(x, bins=4, min=0, max=6)]
     assert [hazards(fn) for fn in allowed] == [[]] * len(allowed)
 
 
