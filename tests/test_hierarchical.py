@@ -164,7 +164,7 @@ def test_kl_balancing_scales_gradients_not_values():
     assert int(model.balance_calls) == 1
     for a, b in ((on.log_qz, off.log_qz), (on.log_pz, off.log_pz), (on.kl_per_dim, off.kl_per_dim)):
         assert torch.allclose(a, b)
-    gamma = balance_coefficients(on.kl_per_layer, model.dims)
+    gamma = balance_coefficients(on.kl_per_layer, model.balance_alpha)
     top = model.posterior.head.bias  # reached by the KL only through the top layer (and the layers below)
     g_on, = torch.autograd.grad(on.kl_per_dim[:, 9:].sum(), top)
     g_off, = torch.autograd.grad(off.kl_per_dim[:, 9:].sum(), top)
@@ -172,9 +172,29 @@ def test_kl_balancing_scales_gradients_not_values():
     assert torch.isclose(gamma.mean(), torch.tensor(1.0))
 
 
+def test_kl_balancing_once_spent_is_exactly_no_balancing():
+    """The on/off switch is a device tensor (a captured step replays it): after the balanced calls, the terms and
+    their gradients are bitwise those of a model without balancing."""
+    torch.manual_seed(0)
+    spent = perturbed(build_model(make_cfg(*THREE_LAYERS, "model.kl_balance_steps=1"), (1, 28, 28)))
+    plain = build_model(make_cfg(*THREE_LAYERS), (1, 28, 28))
+    plain.load_state_dict(spent.state_dict())
+    x = batch()
+    spent.latent_terms(x, None, 2)  # the one balanced call
+    runs = []
+    for model in (spent, plain):
+        torch.manual_seed(3)
+        t = model.latent_terms(x, None, 2)
+        loss = (t.log_qz - t.log_pz - t.log_px).sum() + t.kl_per_dim.sum()
+        runs.append([t.log_qz, t.log_pz, t.kl_per_dim, *torch.autograd.grad(loss, list(model.parameters()))])
+    assert int(spent.balance_calls) == 1
+    for a, b in zip(*runs):
+        assert torch.equal(a, b)
+
+
 def test_balance_coefficients_follow_the_nvae_formula():
     kl = torch.tensor([[3.0, 0.0, 1.0]])
-    gamma = balance_coefficients(kl, [10, 10, 20])
+    gamma = balance_coefficients(kl, torch.tensor([10, 10, 20]) / 40)
     c = torch.tensor([3.01 / 0.25, 0.01 / 0.25, 1.01 / 0.5])
     assert torch.allclose(gamma, 3 * c / c.sum())
 

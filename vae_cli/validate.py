@@ -108,9 +108,17 @@ def _leaf_keys(d: dict, prefix: str = "") -> list[str]:
 
 
 def check_device(cfg: DictConfig, device) -> None:
-    """Cross-part rule: bf16 autocast is a CUDA feature."""
+    """Cross-part rules of the device: bf16 autocast is a CUDA feature; trainer.cuda_graph=true needs a step
+    that can be captured there (the device and the config decide it, so it is refused before data loads)."""
     if cfg.trainer.get("precision") == "bf16" and device.type != "cuda":
         raise ConfigError(f"trainer.precision=bf16 needs a CUDA device; this run is on {device}")
+    if cfg.trainer.get("cuda_graph") is True:  # torch-free module: the torch-side parts are imported here
+        from vae_cli.training import distributed
+        from vae_cli.training.step import graph_obstacle, refusal
+
+        why = graph_obstacle(device, bool(cfg.trainer.get("compile")), distributed.world_size() > 1)
+        if why:
+            raise refusal(why)
 
 
 def validate_data(cfg: DictConfig, num_train: int) -> None:

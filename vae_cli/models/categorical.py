@@ -7,11 +7,11 @@ The KL to the uniform prior is in closed form, per latent: sum_c q_c (log q_c + 
 """
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from torch.distributions import Distribution, Independent, OneHotCategorical, RelaxedOneHotCategorical, kl_divergence
 
 from vae_cli.errors import ConfigError
 from vae_cli.models.base import Encode, Family, LatentKind, LatentTerms, PosteriorHead, Prior
+from vae_cli.models.layers import one_hot
 
 
 def _check(num_latents: int, num_classes: int) -> None:
@@ -53,12 +53,12 @@ class UniformCategorical(Prior):
 
 def gumbel_softmax_sample(logits: torch.Tensor, temperature: float, num_samples: int, hard: bool) -> torch.Tensor:
     """logits (B, N, C) -> relaxed one-hots (S, B, N, C); hard: one-hot forward, relaxed gradient."""
-    tau = torch.as_tensor(temperature, dtype=logits.dtype, device=logits.device)  # a float or a step-tensor knob
+    # a step-tensor knob, or a float (a constant schedule): filled on the device, never copied from the host
+    tau = temperature.to(logits.dtype) if torch.is_tensor(temperature) else logits.new_full((), temperature)
     soft = RelaxedOneHotCategorical(tau, logits=logits).rsample((num_samples,))
     if not hard:
         return soft
-    one_hot = F.one_hot(soft.argmax(-1), soft.shape[-1]).to(soft.dtype)
-    return one_hot - soft.detach() + soft  # straight-through
+    return one_hot(soft.argmax(-1), soft.shape[-1], soft.dtype) - soft.detach() + soft  # straight-through
 
 
 class CategoricalVAE(Family):
@@ -100,7 +100,7 @@ class CategoricalVAE(Family):
         q, p = self.encode(x, y), self.prior_dist()
         if self.training:
             z = gumbel_softmax_sample(q.base_dist.logits, temperature, num_samples, self.hard)  # (S, B, N, C)
-            z_hard = F.one_hot(z.argmax(-1), z.shape[-1]).to(z.dtype)
+            z_hard = one_hot(z.argmax(-1), z.shape[-1], z.dtype)
         else:
             z = z_hard = q.sample((num_samples,))
         kl = kl_divergence(q.base_dist, p.base_dist)  # (B, N) closed form
@@ -109,4 +109,4 @@ class CategoricalVAE(Family):
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> Distribution:
         """Reconstruction p(x|z = the most probable class of each latent), for pictures."""
         logits = self.encode(x, y).base_dist.logits
-        return self.decode(F.one_hot(logits.argmax(-1), logits.shape[-1]).float(), y)
+        return self.decode(one_hot(logits.argmax(-1), logits.shape[-1]), y)

@@ -2,9 +2,9 @@
 encoder features (q(z|x, y)) and to z before decoding (p(x|z, y))."""
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from vae_cli.errors import ConfigError
+from vae_cli.models.layers import one_hot
 
 
 class LabelEmbedding(nn.Module):
@@ -23,7 +23,7 @@ class LabelEmbedding(nn.Module):
         """y (B,) int64 in [0, K) -> (B, E) float."""
         if self.embedding is not None:
             return self.embedding(y)
-        return F.one_hot(y, self.num_classes).float()
+        return one_hot(y, self.num_classes)
 
 
 def with_label(h: torch.Tensor, y: torch.Tensor | None, condition: nn.Module | None) -> torch.Tensor:

@@ -78,11 +78,11 @@ def balance_gradient(t: torch.Tensor, gamma: torch.Tensor | float) -> torch.Tens
     return gamma * t + (1 - gamma) * t.detach()
 
 
-def balance_coefficients(kl_layers: torch.Tensor, dims: list[int]) -> torch.Tensor:
-    """kl_layers (B, L) -> gamma (L,), NVAE's kl_balancer: proportional to (KL_l + 0.01) / alpha_l, mean 1."""
-    alpha = torch.tensor(dims, dtype=kl_layers.dtype, device=kl_layers.device) / sum(dims)
-    c = (kl_layers.detach().mean(0).abs() + 0.01) / alpha
-    return len(dims) * c / c.sum()
+def balance_coefficients(kl_layers: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    """kl_layers (B, L), alpha (L,) = D_l / sum_k D_k -> gamma (L,), NVAE's kl_balancer: proportional to
+    (KL_l + 0.01) / alpha_l, mean 1."""
+    c = (kl_layers.detach().mean(0).abs() + 0.01) / alpha.to(kl_layers.dtype)
+    return len(alpha) * c / c.sum()
 
 
 class LadderVAE(Family):
@@ -117,6 +117,8 @@ class LadderVAE(Family):
         if top:
             widen_first_linear(decoder, dims[0], stream)
         self.register_buffer("balance_calls", torch.zeros((), dtype=torch.long))
+        # alpha_l = D_l / sum_k D_k, made once (not from host data at every step); not in checkpoints
+        self.register_buffer("balance_alpha", torch.tensor(dims, dtype=torch.float32) / sum(dims), persistent=False)
 
     @property
     def num_layers(self) -> int:
@@ -218,10 +220,11 @@ class LadderVAE(Family):
         return LatentTerms(log_px, sum(lp), sum(lq), per_dim, kl_layers, *top)
 
     def _balance(self, kl_layers: torch.Tensor) -> torch.Tensor | None:
-        """NVAE's coefficients (L,) during the first kl_balance_steps training calls with gradients; else None."""
+        """NVAE's coefficients (L,) during the first kl_balance_steps training calls with gradients, ones after
+        (the same values and gradients as no balancing); None when balancing is off or there is no gradient.
+        The switch is on the device (balance_calls, counted in place), so a captured step replays it."""
         if not (self.kl_balance_steps and self.training and torch.is_grad_enabled()):
             return None
-        if int(self.balance_calls) >= self.kl_balance_steps:
-            return None
-        self.balance_calls += 1
-        return balance_coefficients(kl_layers, self.dims)
+        on = self.balance_calls < self.kl_balance_steps  # 0-dim bool
+        self.balance_calls += on
+        return torch.where(on, balance_coefficients(kl_layers, self.balance_alpha), 1.0)

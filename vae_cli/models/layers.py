@@ -1,4 +1,5 @@
 """Small building blocks shared by encoders and decoders."""
+import torch
 import torch.nn as nn
 
 from vae_cli.errors import ConfigError
@@ -32,3 +33,10 @@ def check_halvable(image_shape: tuple[int, int, int], num_layers: int, who: str)
             f"the dataset's images are {h}x{w} (use model=mlp or fewer channels)"
         )
     return h // f, w // f
+
+
+def one_hot(index: torch.Tensor, num_classes: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """index (...) int64 in [0, num_classes) -> (..., num_classes) one-hots of `dtype`: F.one_hot's values,
+    without its host-side range check (an .item() sync off CUDA, which a captured step may not hold)."""
+    out = torch.zeros(*index.shape, num_classes, dtype=dtype, device=index.device)
+    return out.scatter_(-1, index.unsqueeze(-1), 1)

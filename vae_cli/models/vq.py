@@ -12,6 +12,7 @@ from torch.distributions import Categorical, Distribution, Independent
 
 from vae_cli.errors import ConfigError
 from vae_cli.models.base import Encode, Family, LatentKind, PosteriorHead, Prior
+from vae_cli.models.layers import one_hot
 
 
 @dataclass
@@ -84,12 +85,12 @@ class VectorQuantizer(PosteriorHead):
     @torch.no_grad()
     def update(self, z: torch.Tensor, codes: torch.Tensor) -> None:
         """Training-time codebook upkeep from encodings z (M, D) and their codes (M,)."""
-        one_hot = F.one_hot(codes, self.num_codes).to(z.dtype)  # (M, K)
-        counts = one_hot.sum(0)  # (K,)
+        assigned = one_hot(codes, self.num_codes, z.dtype)  # (M, K)
+        counts = assigned.sum(0)  # (K,)
         self.usage.mul_(self.decay).add_(counts, alpha=1 - self.decay)
         if self.ema:
             self.cluster_size.mul_(self.decay).add_(counts, alpha=1 - self.decay)
-            self.embed_sum.mul_(self.decay).add_(one_hot.t() @ z, alpha=1 - self.decay)
+            self.embed_sum.mul_(self.decay).add_(assigned.t() @ z, alpha=1 - self.decay)
             n = self.cluster_size.sum()
             smoothed = (self.cluster_size + self.eps) / (n + self.num_codes * self.eps) * n  # Laplace
             self.codebook.copy_(self.embed_sum / smoothed.unsqueeze(1))

@@ -91,8 +91,10 @@ class GraphedStep:
         torch.cuda.current_stream(device).wait_stream(side)
         fn.opt.zero_grad(set_to_none=True)  # the captured backward allocates the gradients in the graph's pool
         graph = torch.cuda.CUDAGraph()
+        fn.part = "the capture's start"
         with torch.cuda.graph(graph):
             fn()
+            fn.part = "the capture's end"
         return graph
 
     def __call__(self) -> None:
@@ -111,6 +113,11 @@ def graph_obstacle(device: torch.device, compile: bool, distributed: bool) -> st
     return None
 
 
+def refusal(why: str) -> ConfigError:
+    """trainer.cuda_graph=true and a reason the step cannot be captured: the one-line error."""
+    return ConfigError(f"trainer.cuda_graph=true, but {why}; use trainer.cuda_graph=auto or false")
+
+
 def capture(fn: StepFunction, model, device: torch.device, mode, compile: bool = False, distributed: bool = False):
     """fn() already ran once eagerly (optimizer state, meter sums exist). -> the callable that runs one step:
     the replayed graph, or `fn` itself when mode is false, or (mode auto) when capture is impossible or fails,
@@ -119,22 +126,32 @@ def capture(fn: StepFunction, model, device: torch.device, mode, compile: bool =
         return fn
     why = graph_obstacle(device, compile, distributed)
     if why is None:
+        fn.part = "the capture's set-up (side stream, CUDA RNG state)"
         try:
-            with _no_distribution_checks():
+            with no_distribution_checks():
                 graph = GraphedStep(fn, model, device)
             log.info("cuda_graph: the training step is captured as one CUDA graph and replayed")
             return graph
         except Exception as e:  # noqa: BLE001 -- any failure to capture means eager, said once
-            why = f"{fn.part} could not be captured ({type(e).__name__}: {str(e).splitlines()[0][:200]})"
+            e = first_error(e)
+            why = f"{fn.part} could not be captured ({type(e).__name__}: {str(e).strip().splitlines()[0][:200]})"
     if mode is True:
-        raise ConfigError(f"trainer.cuda_graph=true, but {why}; use trainer.cuda_graph=auto or false")
+        raise refusal(why)
     if device.type == "cuda":
         log.info(f"cuda_graph: eager steps: {why}")
     return fn
 
 
+def first_error(e: BaseException) -> BaseException:
+    """The exception that started a chain: an op that fails inside `torch.cuda.graph` is followed by the capture's
+    own end failing ("operation failed due to a previous error during capture"), which would hide the cause."""
+    while e.__context__ is not None and not e.__suppress_context__:
+        e = e.__context__
+    return e
+
+
 @contextlib.contextmanager
-def _no_distribution_checks():
+def no_distribution_checks():
     """torch.distributions' argument validation reads values back to the host, which a capture forbids."""
     old = torch.distributions.Distribution._validate_args
     torch.distributions.Distribution.set_default_validate_args(False)

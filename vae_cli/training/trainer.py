@@ -17,7 +17,7 @@ from vae_cli.errors import ConfigError
 from vae_cli.training.meter import Meter, evaluate_split
 from vae_cli.training.nonfinite import NonFiniteGuard
 from vae_cli.training.progress import check_setting, open_progress
-from vae_cli.training.step import StepFunction, capture, graph_obstacle
+from vae_cli.training.step import StepFunction, capture, graph_obstacle, refusal
 from vae_cli.schedules import ConstantLR
 from vae_cli.pictures import fixed_labels, sample_grids, summary, val_score
 from vae_cli.training.resume import prune, step_path
@@ -69,8 +69,8 @@ class Trainer:
         self.progress, self.progress_every_s = check_setting(progress), progress_every_s  # progress.py
 
     def autocast(self):
-        if self.precision == "bf16":  # validate.check_device: bf16 needs CUDA
-            return torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False)  # graph-safe: no cast cache
+        if self.precision == "bf16":  # validate.check_device: bf16 needs CUDA (tests run the step's CPU form)
+            return torch.autocast(self.device.type, dtype=torch.bfloat16, cache_enabled=False)  # graph-safe: no cast cache
         return contextlib.nullcontext()
 
     def fit(self, model, objective, data: ImageData, device: torch.device, run_dir: Path, config: dict,
@@ -80,12 +80,9 @@ class Trainer:
         resume: a checkpoint to continue from exactly; stop: a flag (signals.StopFlag) read once per step."""
         self.device, self.config, self.ckpt_dir = torch.device(device), config, Path(run_dir) / "checkpoints"
         why = graph_obstacle(self.device, self.compile, distributed.world_size() > 1)
-        if self.cuda_graph is True and why:  # fails early
-            raise ConfigError(f"trainer.cuda_graph=true, but {why}; use trainer.cuda_graph=auto or false")
-        speed.to_channels_last(model.to(self.device), self.channels_last)
-        speed.set_tf32(self.tf32, self.device)
-        data = data.to(self.device)
-        self._build_step(model, objective, data)
+        if self.cuda_graph is True and why:  # fails early (the CLI refuses it before data loads: validate.py)
+            raise refusal(why)
+        data = self.build(model, objective, data, self.device)
         self.val_x = prepare_fixed(model.likelihood.prepare, data.val.images, self.seed)
         self.val_y = data.val.labels
         self.fixed_y = fixed_labels(self.num_images, data.num_classes, self.device)  # used by conditional models
@@ -104,11 +101,22 @@ class Trainer:
             self.logger.close()
         return state.last_val
 
-    def _build_step(self, model, objective, data: ImageData) -> None:
-        """Optimizer, lr schedule, meter, guard, batches and the step function (eager until `_first_step` captures it)."""
-        cuda = self.device.type == "cuda"  # capturable, lr on the device: no host sync per step, graph or not
-        self.opt = speed.fill_optimizer(self.optimizer, list(model.parameters()), self.device, capturable=cuda,
-                                        tensor_lr=cuda)
+    def build(self, model, objective, data: ImageData, device, capturable: bool | None = None) -> ImageData:
+        """Model and data on `device`, the speed knobs, then optimizer, lr schedule, meter, guard, batches and the
+        step function (eager until `_first_step` captures it) -> the data on the device. capturable: build the
+        step as it is captured (capturable optimizer, device-tensor lr), by default on CUDA; tests build it so
+        on the CPU too (tests/test_capture_safety.py)."""
+        self.device = torch.device(device)
+        speed.to_channels_last(model.to(self.device), self.channels_last)
+        speed.set_tf32(self.tf32, self.device)
+        data = data.to(self.device)
+        self._build_step(model, objective, data, self.device.type == "cuda" if capturable is None else capturable)
+        return data
+
+    def _build_step(self, model, objective, data: ImageData, capturable: bool) -> None:
+        # capturable, lr on the device: no host sync per step, graph or not
+        self.opt = speed.fill_optimizer(self.optimizer, list(model.parameters()), self.device,
+                                        capturable=capturable, tensor_lr=capturable)
         self.sched = self.lr_schedule(optimizer=self.opt)
         skip = self.nonfinite == "skip"
         self.meter, self.guard = Meter(self.device, skip), NonFiniteGuard(self.nonfinite, self.max_skips, self.device)
