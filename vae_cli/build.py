@@ -116,7 +116,8 @@ def check_kinds(cfg: DictConfig, choices: dict | None = None) -> None:
     """Group options that cannot combine, refused from the classes' declared kinds before any data loads."""
     names = {k: v for k, v in (choices or {}).items() if k in ("model", "posterior", "prior", "objective")}
     family = target(cfg.model)
-    check_parts(family, target(cfg.posterior), target(cfg.prior), names)
+    conditional = cfg.model.get("condition") is not None  # model=cvae: q(z|x, y)
+    check_parts(family, target(cfg.posterior), target(cfg.prior), names, conditional=conditional)
     check_objective_kind(family, target(cfg.objective), names)
 
 
@@ -173,7 +174,7 @@ def check_compatible(model, data: ImageData, choices: dict) -> None:
     if model.likelihood.binary and not data.binarizable:
         raise ConfigError(f"likelihood={choices.get('likelihood', 'bernoulli')} needs binarizable greyscale "
                           f"images, but dataset={data.name} holds 8-bit colour images: use likelihood=gaussian")
-    check_parts(type(model), type(model.posterior), type(model.prior), choices)
+    check_parts(type(model), type(model.posterior), type(model.prior), choices, model.conditional)
 
 
 def check_objective(model, objective, choices: dict) -> None:
