@@ -134,8 +134,13 @@ def test_case6_max_steps_below_the_checkpoint_is_refused_and_a_cyclical_run_exte
     assert first.returncode == 0, first.stderr
     below = run(f"resume={tmp_path}", "max_steps=10")
     assert below.returncode == 2 and "max_steps=10 is below step 30" in one_error_line(below.stderr)
+    same = run(f"resume={tmp_path}")  # a finished run: says so, trains nothing
+    assert same.returncode == 0 and load(tmp_path / "checkpoints" / "last.pt")["step"] == 30, same.stderr
+    assert "already reached max_steps=30 at step 30: nothing left to train" in (tmp_path / "train.log").read_text()
     longer = run(f"resume={tmp_path}", "max_steps=60", "trainer.log_every=1")
     assert longer.returncode == 0, longer.stderr
+    assert "resuming with changed settings: max_steps: 30 -> 60; trainer.log_every: 5 -> 1" in \
+        (tmp_path / "train.log").read_text()  # what a resume may change, it changes in the open
     state = load(tmp_path / "checkpoints" / "last.pt")
     assert state["step"] == 60 and state["config"]["schedule"]["total_steps"] == 30  # the first start's period
     beta, cycle = dict(scalars(tmp_path)["train/beta"]), Cyclical(total_steps=30, n_cycles=4, ratio=0.5)
