@@ -166,6 +166,9 @@ def test_case11_a_checkpoint_the_safe_loader_refuses_gives_one_line_and_no_unsaf
     assert done.returncode == 2 and "this must never run" not in done.stdout + done.stderr
     line = one_error_line(done.stderr)
     assert "is not a vae-cli checkpoint or is not trusted" in line and "weights_only" not in line
+    (tmp_path / "notes.txt").write_text("x = 1\n")  # a text file: corrupt, not "untrusted Python objects"
+    line = one_error_line(run(f"resume={tmp_path / 'notes.txt'}").stderr)
+    assert "is corrupt or not a vae-cli checkpoint (not a file torch.save writes)" in line, line
 
 
 def test_signals_still_save_after_the_lock_is_taken(R):
