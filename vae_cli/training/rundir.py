@@ -67,14 +67,16 @@ def owns_run_dir() -> bool:
     return not launched_by_torchrun() or os.environ["RANK"] == "0"
 
 
-def check_owner(run_dir: Path, resume) -> None:
+def check_owner(run_dir: Path, resume, sweep: bool = False) -> None:
     """A fresh start (resume=false) in a dir that already holds checkpoints would mix two runs: refuse it."""
     from vae_cli.training.resume import wants_resume
 
     found = sorted((Path(run_dir) / "checkpoints").rglob("*.pt"))
     if found and not wants_resume(resume):
-        raise UserError(f"run dir {run_dir} already holds a run ({found[0].name} ...): continue it with "
-                        f"`vae-train resume={run_dir}`, or start a new run in another hydra.run.dir")
+        ways = ("re-run the sweep with resume=true (same hydra.sweep.dir) to continue its jobs, or choose "
+                "another hydra.sweep.dir") if sweep else (f"continue it with `vae-train resume={run_dir}`, or start "
+                                                          f"a new run in another hydra.run.dir")
+        raise UserError(f"run dir {run_dir} already holds a run ({found[0].name} ...): {ways}")
 
 
 class HeldLog(logging.handlers.MemoryHandler):
@@ -140,7 +142,7 @@ def claim(run_dir: Path, task_cfg: DictConfig, hydra_cfg: DictConfig | None = No
     hook, threading.excepthook = threading.excepthook, _quiet_disk_errors(threading.excepthook)
     try:
         if main:
-            check_owner(run_dir, task_cfg.get("resume"))
+            check_owner(run_dir, task_cfg.get("resume"), sweep=not single_run(hydra_cfg))
         yield rd
     finally:
         threading.excepthook = hook
