@@ -30,6 +30,10 @@ PAIRS = [
     (["model=gumbel", "prior=standard_normal"], "prior=standard_normal (continuous vector latents) does not fit"),
     (["model=vqvae", "prior=standard_normal"], "prior=standard_normal (continuous vector latents) does not fit"),
     (["prior=vamp", "posterior=iaf"], "prior=vamp evaluates q(z|x) at arbitrary z"),
+    (["model=cvae", "prior=vamp"], "prior=vamp evaluates q(z|u) at label-free pseudo-inputs"),
+    (["model=cvae_conv", "prior=vamp"], "conditional posterior q(z|x, y) (model=cvae_conv) needs a label"),
+    (["model=gumbel", "posterior=mixture"], "leave posterior= and prior= out (CategoricalVAE's model preset"),
+    (["model=vqvae", "prior=mixture"], "or use a continuous-latent model (model=mlp, conv, ladder, ...)"),
 ]
 
 
@@ -50,12 +54,14 @@ def test_every_preset_passes_its_own_kind_check():
         assert check_kinds(make_cfg(f"model={family}"), {"model": family}) is None, family
 
 
-def test_a_refused_pair_through_the_cli_is_one_line(tmp_path):
-    r = subprocess.run([str(Path(sys.executable).parent / "vae-train"), *NO_DATA, "prior=uniform_categorical",
+@pytest.mark.parametrize("pair, names", [(["prior=uniform_categorical"], ["prior=uniform_categorical", "model=gumbel"]),
+                                         (["model=cvae", "prior=vamp"], ["prior=vamp", "model=cvae"])])
+def test_a_refused_pair_through_the_cli_is_one_line(tmp_path, pair, names):
+    r = subprocess.run([str(Path(sys.executable).parent / "vae-train"), *NO_DATA, *pair,
                         f"hydra.run.dir={tmp_path}"], capture_output=True, text=True, timeout=120, cwd=tmp_path)
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert r.returncode == 2 and len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
-    assert "prior=uniform_categorical" in lines[0] and "model=gumbel" in lines[0]
+    assert all(name in lines[0] for name in names), lines[0]
 
 
 @pytest.mark.parametrize("override", ["mode=prior mode.num=0", "mode=reconstruct mode.pairs_per_row=0",

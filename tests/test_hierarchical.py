@@ -11,6 +11,7 @@ from conftest import has_dataset, make_cfg
 from vae_cli.apps.train import run_training
 from vae_cli.build import build_model, load_model_from_checkpoint
 from vae_cli.data import prepare_fixed
+from vae_cli.errors import ConfigError
 from vae_cli.evaluation.iw_nll import iw_log_likelihood
 from vae_cli.evaluation.collapse import collapse_report
 from vae_cli.models.decoders import MLPDecoder
@@ -266,3 +267,14 @@ def test_two_layer_ladder_beats_its_one_layer_counterpart_at_equal_budget(data_d
     finally:
         torch.set_num_threads(threads)
     assert two < one, (one, two)
+
+
+@pytest.mark.parametrize("family", ["ladder", "hierarchical"])
+def test_lower_dims_empty_is_one_layer_and_the_decoder_follows(family):
+    """`model.lower_dims=[]` on the command line: the decoder reads z_L by itself (it was an unresolvable
+    ${model.lower_dims.0}); the encoder's one block too many is one line naming block_sizes and the fix."""
+    one = build_model(make_cfg(f"model={family}", "latent_dim=3", "model.lower_dims=[]",
+                               "model.encoder.block_sizes=[]"), (1, 28, 28))
+    assert one.layer_dims == [3] and one.decode(torch.zeros(2, 3)).mean.shape == (2, 1, 28, 28)
+    with pytest.raises(ConfigError, match=r"model.encoder.block_sizes has 1 blocks; give it 0"):
+        build_model(make_cfg(f"model={family}", "latent_dim=3", "model.lower_dims=[]"), (1, 28, 28))

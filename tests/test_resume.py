@@ -75,6 +75,8 @@ def test_sweep_rerun_with_resume_true_resumes_each_job_dir_past_a_truncated_chec
         path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     (jobs[1] / "checkpoints" / "last.pt").unlink()
     (jobs[1] / "checkpoints" / "step_000000030.pt").write_bytes(b"garbage")  # job 1: one garbled, one lost
+    plain = run(*sweep)  # the same sweep again without resume=true: refused per job, with the sweep's way out
+    assert plain.returncode == 2 and plain.stderr.count("re-run the sweep with resume=true") == 2, plain.stderr
     again = run(*sweep, "resume=true")
     assert again.returncode == 0, again.stderr
     assert sorted(p for p in tmp_path.iterdir() if p.is_dir() and not p.name.startswith(".")) == jobs  # no new dirs
@@ -134,8 +136,13 @@ def test_case6_max_steps_below_the_checkpoint_is_refused_and_a_cyclical_run_exte
     assert first.returncode == 0, first.stderr
     below = run(f"resume={tmp_path}", "max_steps=10")
     assert below.returncode == 2 and "max_steps=10 is below step 30" in one_error_line(below.stderr)
+    same = run(f"resume={tmp_path}")  # a finished run: says so, trains nothing
+    assert same.returncode == 0 and load(tmp_path / "checkpoints" / "last.pt")["step"] == 30, same.stderr
+    assert "already reached max_steps=30 at step 30: nothing left to train" in (tmp_path / "train.log").read_text()
     longer = run(f"resume={tmp_path}", "max_steps=60", "trainer.log_every=1")
     assert longer.returncode == 0, longer.stderr
+    assert "resuming with changed settings: max_steps: 30 -> 60; trainer.log_every: 5 -> 1" in \
+        (tmp_path / "train.log").read_text()  # what a resume may change, it changes in the open
     state = load(tmp_path / "checkpoints" / "last.pt")
     assert state["step"] == 60 and state["config"]["schedule"]["total_steps"] == 30  # the first start's period
     beta, cycle = dict(scalars(tmp_path)["train/beta"]), Cyclical(total_steps=30, n_cycles=4, ratio=0.5)

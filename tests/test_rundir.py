@@ -60,6 +60,18 @@ def test_case2_a_new_run_over_a_finished_one_is_refused_naming_both_ways_out(R):
     assert not any(p.is_file() for p in fresh.rglob("*"))
 
 
+def test_a_refused_start_removes_only_the_dirs_it_made(tmp_path):
+    """A user's own empty dir (typed as hydra.run.dir, or as resume=) and its parent stay; the dirs made for
+    the refused start go."""
+    mine = tmp_path / "mine"
+    (mine / "empty").mkdir(parents=True)
+    for run_dir in (mine / "empty", mine / "new" / "R"):
+        assert run(*ARGS, "latent_dim=0", f"hydra.run.dir={run_dir}").returncode == 2
+    refused = run(f"resume={mine / 'empty'}")
+    assert "no readable checkpoint" in one_error_line(refused.stderr)
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["empty", "mine"]
+
+
 def test_case3_a_second_process_in_the_same_run_dir_gets_one_line_naming_the_holder(R):
     first = start(f"resume={R}", "max_steps=1000000", "trainer.eval_every=1000000")
     try:
@@ -154,6 +166,9 @@ def test_case11_a_checkpoint_the_safe_loader_refuses_gives_one_line_and_no_unsaf
     assert done.returncode == 2 and "this must never run" not in done.stdout + done.stderr
     line = one_error_line(done.stderr)
     assert "is not a vae-cli checkpoint or is not trusted" in line and "weights_only" not in line
+    (tmp_path / "notes.txt").write_text("x = 1\n")  # a text file: corrupt, not "untrusted Python objects"
+    line = one_error_line(run(f"resume={tmp_path / 'notes.txt'}").stderr)
+    assert "is corrupt or not a vae-cli checkpoint (not a file torch.save writes)" in line, line
 
 
 def test_signals_still_save_after_the_lock_is_taken(R):

@@ -3,12 +3,13 @@
 Values that depend on the data or on another part (image shape, decoder channels, encoder width,
 run length) are passed in here; modules never see a DictConfig.
 """
+import inspect
 import logging
 from pathlib import Path
 
 import torch
 from hydra.errors import InstantiationException
-from hydra.utils import get_class, instantiate
+from hydra.utils import get_class, get_object, instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from vae_cli.training.checkpoint import check_version, load_checkpoint
@@ -115,9 +116,54 @@ def target(node: DictConfig) -> type:
 def check_kinds(cfg: DictConfig, choices: dict | None = None) -> None:
     """Group options that cannot combine, refused from the classes' declared kinds before any data loads."""
     names = {k: v for k, v in (choices or {}).items() if k in ("model", "posterior", "prior", "objective")}
+    check_keys(cfg, choices or {})
     family = target(cfg.model)
-    check_parts(family, target(cfg.posterior), target(cfg.prior), names)
+    conditional = cfg.model.get("condition") is not None  # model=cvae: q(z|x, y)
+    check_parts(family, target(cfg.posterior), target(cfg.prior), names, conditional=conditional)
     check_objective_kind(family, target(cfg.objective), names)
+
+
+HYDRA_KEYS = {"_target_", "_partial_", "_convert_", "_recursive_", "_args_"}
+
+
+def check_keys(cfg: DictConfig, choices: dict) -> None:
+    """Every key of a node with a `_target_` is a keyword its target takes. A key another preset left behind
+    (experiment=vamp_1layer model=conv: the ladder's model.encoder.hidden_sizes on a ConvEncoder) is one line
+    naming the key, before any data loads, not the constructor's TypeError after."""
+    for path, node in _target_nodes(cfg):
+        takes = _keywords(node._target_)
+        extra = [k for k in node if k not in HYDRA_KEYS and takes is not None and k not in takes]
+        if extra:
+            raise ConfigError(f"{path}.{extra[0]}: {node._target_.rsplit('.', 1)[-1]} takes no key {extra[0]!r} "
+                              f"(it takes {', '.join(sorted(takes - HYDRA_KEYS)) or 'none'}){_left_by(path, choices)}")
+
+
+def _target_nodes(node: DictConfig, path: str = ""):
+    """(dotted path, node) for every node holding a `_target_`, outermost first; interpolations not followed."""
+    if "_target_" in node:
+        yield path, node
+    for key in node:
+        if not OmegaConf.is_interpolation(node, key) and isinstance(node[key], DictConfig):
+            yield from _target_nodes(node[key], f"{path}.{key}" if path else str(key))
+
+
+def _keywords(name: str) -> set[str] | None:
+    """The keyword names a class or function takes; None when it takes any (**kwargs) or cannot be found."""
+    try:
+        params = inspect.signature(get_object(name)).parameters.values()
+    except Exception:  # an unknown _target_: target() and make() name it
+        return None
+    if any(p.kind == p.VAR_KEYWORD for p in params):
+        return None
+    return {p.name for p in params}
+
+
+def _left_by(path: str, choices: dict) -> str:
+    group, experiment = path.split(".")[0], choices.get("experiment")
+    if experiment and choices.get(group):
+        return (f"; experiment={experiment} sets it for the {group} preset it is built on: drop "
+                f"{group}={choices[group]}, or leave the experiment out and pick the groups yourself")
+    return "; remove it, or pick the option that takes it"
 
 
 def build_code_prior(cfg: DictConfig, num_codes: int) -> torch.nn.Module:
@@ -173,7 +219,7 @@ def check_compatible(model, data: ImageData, choices: dict) -> None:
     if model.likelihood.binary and not data.binarizable:
         raise ConfigError(f"likelihood={choices.get('likelihood', 'bernoulli')} needs binarizable greyscale "
                           f"images, but dataset={data.name} holds 8-bit colour images: use likelihood=gaussian")
-    check_parts(type(model), type(model.posterior), type(model.prior), choices)
+    check_parts(type(model), type(model.posterior), type(model.prior), choices, model.conditional)
 
 
 def check_objective(model, objective, choices: dict) -> None:

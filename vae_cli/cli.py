@@ -94,12 +94,13 @@ def _hydra_main(config_name: str, fn) -> None:
 
 def _check_dirs(argv: list[str]) -> None:
     """hydra.run.dir / hydra.sweep.dir typed on the command line must be creatable: one line, not Hydra's traceback."""
-    from vae_cli.training.rundir import check_creatable
+    from vae_cli.training.rundir import check_creatable, note_existing
 
     used = "hydra.sweep.dir" if {"-m", "--multirun"} & set(argv) else "hydra.run.dir"
     for arg in argv:
         key, _, value = arg.partition("=")
         if key.lstrip("+") == used and value:
+            note_existing(value.strip("'\""))  # before anything is created: a refused start keeps what was there
             check_creatable(value.strip("'\""), used)
 
 

@@ -90,7 +90,7 @@ class Family(nn.Module):
     def __init__(self, encoder: nn.Module, posterior: nn.Module, decoder: nn.Module, likelihood: nn.Module,
                  prior: nn.Module, condition: nn.Module | None = None):
         super().__init__()
-        check_parts(type(self), type(posterior), type(prior))
+        check_parts(type(self), type(posterior), type(prior), conditional=condition is not None)
         self.encoder, self.posterior, self.decoder = encoder, posterior, decoder
         self.likelihood, self.prior, self.condition = likelihood, prior, condition
 
@@ -161,8 +161,10 @@ def family_label(cls: type) -> str:
     return f"{cls.__name__} ({cls.latent_kind.value} latents)"
 
 
-def check_parts(family: type, posterior: type, prior: type, names: dict | None = None) -> None:
-    """Refuse a posterior head or prior of another latent kind, from class declarations alone."""
+def check_parts(family: type, posterior: type, prior: type, names: dict | None = None,
+                conditional: bool = False) -> None:
+    """Refuse a posterior head or prior of another latent kind, from class declarations alone. conditional: the
+    model has a label `condition`, so q(z|x, y) cannot be called on a prior's label-free pseudo-inputs."""
     names = names or {}
     for group, part, base in (("posterior", posterior, PosteriorHead), ("prior", prior, Prior)):
         if not issubclass(part, base):
@@ -170,21 +172,27 @@ def check_parts(family: type, posterior: type, prior: type, names: dict | None =
         kind = part.kind
         if kind != family.part_kind:
             raise ConfigError(f"{group}={names.get(group, part.__name__)} ({kind.value} latents) does not fit "
-                              f"{family_label(family)}{_model(names)}; {_fix(kind)}")
+                              f"{family_label(family)}{_model(names)}; {_fix(kind, family)}")
     if prior.needs_posterior_density and not posterior.density_anywhere:
         raise ConfigError(f"prior={names.get('prior', prior.__name__)} evaluates q(z|x) at arbitrary z, which "
                           f"posterior={names.get('posterior', posterior.__name__)} (a flow) cannot: use "
                           f"posterior=gaussian or mixture")
+    if prior.needs_posterior_density and conditional:
+        raise ConfigError(f"prior={names.get('prior', prior.__name__)} evaluates q(z|u) at label-free pseudo-inputs "
+                          f"u, but the conditional posterior q(z|x, y){_model(names)} needs a label for each: use "
+                          f"prior=standard_normal or prior=mixture, or an unconditional model (model=mlp, conv)")
 
 
 def _model(names: dict) -> str:
     return f" (model={names['model']})" if names.get("model") else ""
 
 
-def _fix(kind: LatentKind) -> str:
+def _fix(kind: LatentKind, family: type) -> str:
+    """What to do when a part of `kind` does not fit `family` (a continuous part: the family is discrete)."""
     return {LatentKind.CATEGORICAL: "categorical latents need model=gumbel (its preset picks the parts)",
             LatentKind.CODE_GRID: "code grids need model=vqvae (its preset picks the parts)"}.get(
-        kind, "leave posterior= and prior= to the model preset, or pick a continuous one (gaussian, standard_normal)")
+        kind, f"leave posterior= and prior= out ({family.__name__}'s model preset picks its own), or use a "
+              f"continuous-latent model (model=mlp, conv, ladder, ...) for this part")
 
 
 def check_objective_kind(family: type, objective: type, names: dict | None = None) -> None:

@@ -64,8 +64,10 @@ class HierarchicalVAE(Family):
                  hidden_sizes: list[int] = (100, 100), activation: str = "Tanh"):
         super().__init__(encoder, posterior, decoder, likelihood, prior)
         if not isinstance(encoder, LadderEncoder) or len(encoder.feature_sizes) != len(lower_dims) + 1:
+            blocks = len(getattr(encoder, "feature_sizes", [None])) - 1
             raise ConfigError(f"model=hierarchical: {len(lower_dims) + 1} stochastic layers (lower_dims={list(lower_dims)}) "
-                              f"need a LadderEncoder with one block per layer above z_1 (model.encoder.block_sizes)")
+                              f"need a LadderEncoder with one block per layer above z_1 (model.encoder.block_sizes has "
+                              f"{blocks} blocks; give it {len(lower_dims)})")
         dims = [*lower_dims, latent_dim]  # z_1 ... z_L
         self.dims = dims
         self.p_layers = nn.ModuleList(GaussianLayer(dims[l + 1], dims[l], hidden_sizes, activation)

@@ -76,6 +76,8 @@ def load_checkpoint(path: Path, map_location="cpu") -> dict:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"checkpoint {path} does not exist")
+    if not _torch_file(path):  # a text file or another tool's: not "untrusted Python objects"
+        raise UserError(f"checkpoint {path} is corrupt or not a vae-cli checkpoint (not a file torch.save writes)")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError:  # weights_only refused a Python object: never suggest loading it unsafely
@@ -88,6 +90,13 @@ def load_checkpoint(path: Path, map_location="cpu") -> dict:
     if not isinstance(state, dict) or "model" not in state or "config" not in state:
         raise UserError(f"checkpoint {path} is not a vae-cli checkpoint (no model/config entries)")
     return state
+
+
+def _torch_file(path: Path) -> bool:
+    """torch.save's zip archive, or its legacy format (a pickle: first byte 0x80)."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    return head == b"PK\x03\x04" or head[:1] == b"\x80"
 
 
 def check_version(state: dict, path: Path) -> None:

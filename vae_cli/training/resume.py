@@ -92,11 +92,21 @@ def check_resumable(state: dict, path: Path, config: dict) -> None:
         raise UserError(f"checkpoint {path} was written by vae-cli {version}; this is {__version__}. "
                         f"Resume it with vae-cli {version}, or start a new run (resume=false)")
     old, new = _flatten(state["config"]), _flatten(config)
-    diffs = [f"{k}: {old.get(k, '<absent>')!r} -> {new.get(k, '<absent>')!r}" for k in sorted(old.keys() | new.keys())
-             if old.get(k, "<absent>") != new.get(k, "<absent>") and not k.startswith(MAY_CHANGE)]
+    changed = [k for k in sorted(old.keys() | new.keys()) if old.get(k, "<absent>") != new.get(k, "<absent>")]
+    diffs = [_change(k, old, new) for k in changed if not k.startswith(MAY_CHANGE)]
     if diffs:
         raise ConfigError(f"checkpoint {path} was trained with another config ({'; '.join(diffs[:4])}"
                           f"{'; ...' if len(diffs) > 4 else ''}): use the run's own overrides, or a new run dir")
+    allowed = [_change(k, old, new) for k in changed if k not in ("resume", "trainer.max_steps")]
+    if allowed:
+        log.info(f"resuming with changed settings: {'; '.join(allowed)}")
+    if isinstance(max_steps, int) and max_steps == step:
+        log.info(f"the run already reached max_steps={max_steps} at step {step}: nothing left to train "
+                 f"(to train on, set max_steps above {step})")
+
+
+def _change(key: str, old: dict, new: dict) -> str:
+    return f"{key}: {old.get(key, '<absent>')!r} -> {new.get(key, '<absent>')!r}"
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:

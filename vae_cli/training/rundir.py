@@ -28,6 +28,13 @@ log = logging.getLogger("vae_cli")
 LOCK_NAME = ".lock"
 HYDRA_DIR = ".hydra"
 LOG_FORMAT = "[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"  # Hydra's job-log format
+EXISTED: set[Path] = set()  # dirs that were there before this process made any (a refused start keeps them)
+
+
+def note_existing(directory: str | Path) -> None:
+    """Record `directory` and its ancestors that exist now, before the CLI or Hydra creates the rest."""
+    path = Path(directory).expanduser().absolute()
+    EXISTED.update(p for p in (path, *path.parents) if p.is_dir())
 
 
 def lock(run_dir: Path):
@@ -60,14 +67,16 @@ def owns_run_dir() -> bool:
     return not launched_by_torchrun() or os.environ["RANK"] == "0"
 
 
-def check_owner(run_dir: Path, resume) -> None:
+def check_owner(run_dir: Path, resume, sweep: bool = False) -> None:
     """A fresh start (resume=false) in a dir that already holds checkpoints would mix two runs: refuse it."""
     from vae_cli.training.resume import wants_resume
 
     found = sorted((Path(run_dir) / "checkpoints").rglob("*.pt"))
     if found and not wants_resume(resume):
-        raise UserError(f"run dir {run_dir} already holds a run ({found[0].name} ...): continue it with "
-                        f"`vae-train resume={run_dir}`, or start a new run in another hydra.run.dir")
+        ways = ("re-run the sweep with resume=true (same hydra.sweep.dir) to continue its jobs, or choose "
+                "another hydra.sweep.dir") if sweep else (f"continue it with `vae-train resume={run_dir}`, or start "
+                                                          f"a new run in another hydra.run.dir")
+        raise UserError(f"run dir {run_dir} already holds a run ({found[0].name} ...): {ways}")
 
 
 class HeldLog(logging.handlers.MemoryHandler):
@@ -127,12 +136,13 @@ class RunDir:
 def claim(run_dir: Path, task_cfg: DictConfig, hydra_cfg: DictConfig | None = None, main: bool = True):
     """Lock `run_dir` and check it may take this start (see the module doc); yields the RunDir."""
     Path(run_dir).mkdir(parents=True, exist_ok=True)
-    fresh = not any(Path(run_dir).iterdir())  # Hydra made it for this start (nothing is written before accept)
+    # made for this start (nothing is written before accept): not a dir the user had, even an empty one
+    fresh = not any(Path(run_dir).iterdir()) and Path(run_dir).absolute() not in EXISTED
     rd = RunDir(run_dir, task_cfg, hydra_cfg, main)
     hook, threading.excepthook = threading.excepthook, _quiet_disk_errors(threading.excepthook)
     try:
         if main:
-            check_owner(run_dir, task_cfg.get("resume"))
+            check_owner(run_dir, task_cfg.get("resume"), sweep=not single_run(hydra_cfg))
         yield rd
     finally:
         threading.excepthook = hook
@@ -149,7 +159,7 @@ def single_run(hydra_cfg) -> bool:
 
 def remove_empty(run_dir: Path) -> None:
     """Remove `run_dir` if it holds nothing but empty dirs, then its parent (outputs/<date>/) if that is empty
-    now; never the current dir."""
+    now; never the current dir, nor a dir that existed before this process (EXISTED)."""
     here = Path.cwd().resolve()
     if any(p.is_file() for p in run_dir.rglob("*")) or run_dir.resolve() in (here, *here.parents):
         return
@@ -157,7 +167,7 @@ def remove_empty(run_dir: Path) -> None:
         d.rmdir()
     run_dir.rmdir()
     with contextlib.suppress(OSError):  # not empty: another run's date dir
-        if run_dir.parent.resolve() != Path.cwd().resolve():
+        if run_dir.parent.resolve() != Path.cwd().resolve() and run_dir.parent.absolute() not in EXISTED:
             run_dir.parent.rmdir()
 
 
