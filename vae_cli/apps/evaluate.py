@@ -4,7 +4,6 @@ import csv
 import json
 import logging
 import math
-import os
 import time
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import torch
 from omegaconf import DictConfig
 from torch.utils.tensorboard import SummaryWriter
 
-from vae_cli.apps.common import checkpoint_path, load, output_dir
+from vae_cli.apps.common import check_out_dir, checkpoint_path, load, output_dir
 from vae_cli.apps.prior import code_prior_path, load_code_prior
 from vae_cli.data import prepare_fixed
 from vae_cli.errors import ConfigError, UserError
@@ -42,9 +41,8 @@ def run_eval(cfg: DictConfig) -> dict:
     start = time.perf_counter()
     check_eval_config(cfg)
     path = checkpoint_path(cfg, "vae-eval")
-    check_out_dir(output_dir(cfg, path, f"eval-{path.stem}")[0])  # before any work is done
-    ckpt, model, data, state, device = load(cfg, "vae-eval", check=lambda family: require_kind("vae-eval", KINDS,
-                                                                                               family, ""))
+    check_out_dir(output_dir(cfg, path, f"eval-{path.stem}")[0], "metrics.json")  # before any work is done
+    ckpt, model, data, state, device = load(cfg, path, check=lambda family: require_kind("vae-eval", KINDS, family, ""))
     split = getattr(data, cfg.split)
     x = prepare_fixed(model.likelihood.prepare, split.images[: cfg.num_examples].to(device), cfg.seed)
     y = split.labels[: cfg.num_examples].to(device)
@@ -116,15 +114,6 @@ def write_columns(path: Path, columns: dict[str, list]) -> None:
         w.writerow(["index", *columns])
         for i, row in enumerate(zip(*columns.values())):
             w.writerow([i, *(f"{v:.4f}" if isinstance(v, float) else v for v in row)])
-
-
-def check_out_dir(out: Path) -> None:
-    """The output dir must be a dir (or creatable as one) and writable."""
-    if out.exists() and not out.is_dir():
-        raise UserError(f"out={out} is a file; give a directory for metrics.json (it is created if missing)")
-    existing = next(p for p in [out, *out.parents] if p.exists())
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise UserError(f"cannot write the evaluation to {out}: {existing} is not a writable directory; choose out=")
 
 
 def finite_json(record: dict) -> str:
