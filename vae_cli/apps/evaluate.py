@@ -84,6 +84,7 @@ def run_code_eval(cfg: DictConfig, ckpt: Path, model, x: torch.Tensor, y: torch.
     if cfg.score:
         write_columns(out / f"scores-{cfg.split}.csv", {"label": y.tolist(), "distortion": distortion.tolist()})
     table = code_table(record)
+    (out / "report.txt").write_text(table + "\n")
     with SummaryWriter(str(tb)) as writer:
         for k in ("distortion", "perplexity", "codes_used", "bits_per_code", "nll_bound", "bits_per_dim"):
             if record[k] is not None:
@@ -147,8 +148,11 @@ def write_eval(cfg: DictConfig, ckpt: Path, record: dict, scores, labels: torch.
     if cfg.score:
         write_scores(out / f"scores-{cfg.split}.csv", scores, labels)
     log_eval_tensorboard(tb, record)
-    print(eval_table(record))
-    log.info(f"wrote {out / 'metrics.json'}" + (f" and {out / f'scores-{cfg.split}.csv'}" if cfg.score else ""))
+    table = eval_table(record)
+    (out / "report.txt").write_text(table + "\n")
+    print(table)
+    log.info(f"wrote {out / 'metrics.json'}, {out / 'report.txt'}" +
+             (f" and {out / f'scores-{cfg.split}.csv'}" if cfg.score else ""))
 
 
 def write_scores(path: Path, scores, labels: torch.Tensor) -> None:
@@ -189,13 +193,17 @@ def collapse_text(c: dict) -> str:
     return "\n\n".join(lines)
 
 
+def number(x: float) -> str:
+    return f"{x:.3f}" if math.isfinite(x) else "n/a"
+
+
 def eval_table(r: dict) -> str:
     c, q = r["collapse"], r["sample_quality"]
     rows = [(f"{r['split']} examples", f"{r['num_examples']}  ({r['dataset']}, step {r['step']}, seed {r['seed']}: "
                                         f"{r['data_noise']})"),
             ("ELBO", f"{r['elbo']:.3f} nats  ({r['bits_per_dim']:.4f} bits/dim)"),
             ("  distortion / rate", f"{r['distortion']:.3f} / {r['rate']:.3f} nats"),
-            (f"IW-NLL (k={r['k']})", f"{r['iw_nll']:.3f} ± {r['iw_nll_stderr']:.3f} nats  "
+            (f"IW-NLL (k={r['k']})", f"{r['iw_nll']:.3f} ± {number(r['iw_nll_stderr'])} nats  "
                                      f"({r['iw_nll_bits_per_dim']:.4f} bits/dim)"),
             ("  -ELBO - IW-NLL", f"{r['iw_gap']:.3f} nats"),
             ("active units", "n/a" if c["active_units"] is None else str(c["active_units"])),
