@@ -13,6 +13,7 @@ from hydra import compose, initialize_config_module
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from vae_cli.apps.evaluate import run_eval
+from vae_cli.apps.sample import run_sample
 from vae_cli.errors import UserError
 
 BIN = Path(sys.executable).parent
@@ -42,6 +43,11 @@ def debug_run(tmp_path_factory) -> Path:
 def eval_cfg(*overrides: str):
     with initialize_config_module("vae_cli.configs", version_base="1.3"):
         return compose("eval", overrides=list(overrides))
+
+
+def sample_cfg(*overrides: str):
+    with initialize_config_module("vae_cli.configs", version_base="1.3"):
+        return compose("sample", overrides=list(overrides))
 
 
 def test_vae_eval_cli_writes_metrics_scores_and_tensorboard(debug_run):
@@ -97,3 +103,38 @@ def test_eval_in_process_out_dir_and_subset(debug_run, tmp_path):
     assert record["num_examples"] == 20 and record["sample_quality"] is None
     assert json.loads((tmp_path / "metrics.json").read_text())["iw_nll"] == record["iw_nll"]
     assert any((tmp_path / "tb").glob("events.out.tfevents.*"))
+
+
+def test_ckpt_may_be_a_run_dir_or_its_checkpoints_dir_and_a_sweep_dir_names_its_runs(debug_run, tmp_path):
+    """`ckpt=<run dir>` (what vae-train prints at the end, what resume= takes) is its best.pt: the same numbers."""
+    quick = ["k=3", "num_examples=8", "quality=false", "progress=false"]
+    best = run_eval(eval_cfg(f"ckpt={debug_run / 'checkpoints' / 'best.pt'}", f"out={tmp_path / 'best'}", *quick))
+    for form in (debug_run, debug_run / "checkpoints"):
+        record = run_eval(eval_cfg(f"ckpt={form}", f"out={tmp_path / form.name}", *quick))
+        assert record["checkpoint"] == str(debug_run / "checkpoints" / "best.pt")
+        assert (record["elbo"], record["iw_nll"]) == (best["elbo"], best["iw_nll"])
+    job = tmp_path / "sweep" / "0_beta=4" / "checkpoints"
+    job.mkdir(parents=True)
+    (job / "last.pt").write_bytes((debug_run / "checkpoints" / "last.pt").read_bytes())
+    done = run_cli("vae-prior", f"ckpt={tmp_path / 'sweep'}", "hydra.run.dir=prior-run", cwd=tmp_path)
+    assert done.returncode == 2 and done.stderr.strip().splitlines() == [
+        f"vae-prior: error: ckpt={tmp_path / 'sweep'} is a sweep dir of 1 runs, not one run: name one, e.g. "
+        f"ckpt={job.parent}"], done.stderr
+    with pytest.raises(UserError, match="is a directory without checkpoints"):
+        run_eval(eval_cfg(f"ckpt={tmp_path / 'best'}"))
+
+
+def test_out_that_cannot_be_a_directory_is_one_line_before_any_work(debug_run, tmp_path):
+    """A file in the way, a path through a file, a place no directory can be made (/proc, even for root)."""
+    (tmp_path / "a-file").write_text("keep me")
+    outs = {tmp_path / "a-file": "is a file; give a directory for", tmp_path / "a-file" / "sub": "cannot write",
+            Path("/proc/vae-cli-test"): "cannot write"}
+    for out, says in outs.items():
+        for app, compose_cfg in ((run_eval, eval_cfg), (run_sample, sample_cfg)):
+            with pytest.raises(UserError, match=says):
+                app(compose_cfg(f"ckpt={debug_run}", f"out={out}"))
+    done = run_cli("vae-sample", f"ckpt={debug_run}", f"out={tmp_path / 'a-file'}", cwd=tmp_path)
+    assert done.returncode == 2 and done.stderr.strip().splitlines() == [
+        f"vae-sample: error: out={tmp_path / 'a-file'} is a file; give a directory for the pictures (it is created "
+        f"if missing)"], done.stderr
+    assert (tmp_path / "a-file").read_text() == "keep me"

@@ -139,6 +139,19 @@ def test_other_tools_check_their_own_keys(tmp_path):
     assert "'max_steps'" in one_line(cli("vae-prior", "ckpt=x.pt", "max_step=5", cwd=tmp_path), "vae-prior")
 
 
+
+def test_added_keys_nothing_reads_and_plus_on_an_existing_key_are_one_line(tmp_path):
+    """`vae-eval +dataset=fashion_mnist` evaluated the checkpoint's own dataset, exit 0: now refused, saying why.
+    `+seed=3` on a key that exists was Hydra's 4-line message with exit 1."""
+    line = one_line(cli("vae-eval", "ckpt=x.pt", "+dataset=fashion_mnist", cwd=tmp_path), "vae-eval")
+    assert "unknown key 'dataset'" in line and "'dataset' is a vae-train setting: vae-eval rebuilds the model and " \
+                                               "data from the checkpoint's stored config" in line
+    assert "unknown key 'latent_dim'" in one_line(cli("vae-sample", "ckpt=x.pt", "++latent_dim=3", cwd=tmp_path),
+                                                  "vae-sample")
+    line = one_line(cli("vae-eval", "ckpt=x.pt", "+seed=3", cwd=tmp_path), "vae-eval")
+    assert line == "vae-eval: error: +seed=...: 'seed' is already a key; set it without the '+' (seed=...)"
+
+
 # 3. --help --------------------------------------------------------------------------------------------------
 
 def test_each_tool_helps_with_its_own_groups_and_keys(tmp_path):

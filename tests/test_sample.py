@@ -83,6 +83,8 @@ def test_latent_map_manifold_for_2d_latents_and_errors():
     assert tuple(grids["latent_manifold"].shape) == grid_shape(9, 3)
     with pytest.raises(UserError, match="latent_dim >= 2"):
         LatentMap()(tiny_context(1))
+    one = LatentMap(num_points=1)(tiny_context(8))  # PCA of one point: one component, padded (was IndexError)
+    assert one["latent_scatter"].shape[0] == 3 and torch.isfinite(one["latent_scatter"]).all()
 
 
 @torch.no_grad()

@@ -2,6 +2,7 @@
 import json
 import os
 import random
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -207,6 +208,11 @@ def test_case9_vae_eval_checks_out_first_and_metrics_json_is_always_valid(tmp_pa
     assert one.returncode == 0, one.stderr
     record = json.loads((tmp_path / "one" / "metrics.json").read_text(), parse_constant=_no_nan)  # strict JSON
     assert record["iw_nll_stderr"] is None and "single example" in record["undefined"]["iw_nll_stderr"]
+    # a variance over one example is undefined: no "active units 0" (it read NaN > 0.01 as inactive), no "± nan"
+    assert record["collapse"]["active_units"] is None
+    report = (tmp_path / "one" / "report.txt").read_text()  # the table --help promises, as printed
+    assert report.strip() in one.stdout and "nan" not in report and "± n/a nats" in report
+    assert re.search(r"^active units +n/a$", report, re.M), report
 
 
 def _no_nan(name):

@@ -3,9 +3,10 @@
 `vae-train modle=conv` -> unknown key 'modle' — did you mean 'model'? (groups: dataset, model, ...)
 `vae-train model=cnn`  -> unknown option 'cnn' for group 'model' — valid options, closest first: conv, ...
 `vae-train trainer.lrr=1` -> unknown key 'trainer.lrr' — did you mean 'trainer.lr'? (keys of trainer: ...)
-Only plain `key=value` overrides are checked; `+key=`, `++key=`, `~key` and hydra.* are left to Hydra, and so
-is everything when --config-name/--config-path/--config-dir change the tree. Nested keys are looked up in the
-config composed with the command line's group choices (skipped when a group is swept: each job composes its own).
+Plain `key=value` overrides are checked, and for vae-eval / vae-sample / vae-prior (whose keys are all in their
+config) also `+key=` / `++key=`, which nothing would read; `~key` and hydra.* are left to Hydra, and so is
+everything when --config-name/--config-path/--config-dir change the tree. Nested keys are looked up in the
+config composed with the command line's group choices (a swept group: in each job's config).
 """
 import difflib
 import itertools
@@ -20,6 +21,7 @@ GROUP_ROOTS = {"train": "vae_cli.configs", "sample": "vae_cli.sample_configs"}  
 PLUGINS = {("launcher", "joblib"): ("hydra_joblib_launcher", "hydra-joblib-launcher"),  # group option -> its plugin
            ("launcher", "slurm"): ("hydra_submitit_launcher", "hydra-submitit-launcher"),
            ("sweeper", "optuna"): ("hydra_optuna_sweeper", "hydra-optuna-sweeper")}
+APP_TOOLS = {"eval": "vae-eval", "sample": "vae-sample", "code_prior": "vae-prior"}  # keys fixed by their config
 TREE_FLAGS = {"config_name", "config_path", "config_dir", "help", "hydra_help", "shell_completion", "info"}
 
 
@@ -51,6 +53,14 @@ def unknown_key(key: str, groups: dict, keys: list[str]) -> str:
     hint = f" — did you mean '{near[0]}'?" if near else ""
     listing = f"groups: {', '.join(groups)}; keys: " if groups else "keys: "
     return f"unknown key '{key}'{hint} ({listing}{', '.join(k for k in keys if k not in groups)})"
+
+
+def training_hint(config_name: str, key: str) -> str:
+    """For a vae-train group or key typed to vae-eval / vae-sample / vae-prior: why it is not theirs."""
+    if config_name not in APP_TOOLS or (key not in tool_groups("train") and key not in top_level_keys("train")):
+        return ""
+    return (f"; '{key}' is a vae-train setting: {APP_TOOLS[config_name]} rebuilds the model and data from the "
+            f"checkpoint's stored config (data_dir=... points at another copy of the same dataset)")
 
 
 def unknown_option(group: str, value: str, options: list[str]) -> str:
@@ -159,10 +169,13 @@ def check_overrides(config_name: str, argv: list[str]) -> None:
     for o in overrides:
         key = o.key_or_group
         top = key.split(".")[0].split("/")[0]
-        if o.type != OverrideType.CHANGE or top == "hydra" or o.package:
+        added = o.type in (OverrideType.ADD, OverrideType.FORCE_ADD) and config_name in APP_TOOLS  # read by nothing
+        if o.type == OverrideType.ADD and key in keys and not o.package:  # Hydra's own message: 4 lines, exit 1
+            raise UserError(f"+{key}=...: '{key}' is already a key; set it without the '+' ({key}=...)")
+        if (o.type != OverrideType.CHANGE and not added) or top == "hydra" or o.package:
             continue
         if top not in groups and top not in keys:
-            raise UserError(unknown_key(top, groups, keys))
+            raise UserError(unknown_key(top, groups, keys) + training_hint(config_name, top))
         for value in values_of(o) if key in groups else []:
             if value is not None and str(value) not in groups[key]:
                 raise UserError(unknown_option(key, str(value), groups[key]))

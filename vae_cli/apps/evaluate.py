@@ -4,7 +4,6 @@ import csv
 import json
 import logging
 import math
-import os
 import time
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import torch
 from omegaconf import DictConfig
 from torch.utils.tensorboard import SummaryWriter
 
-from vae_cli.apps.common import checkpoint_path, load, output_dir
+from vae_cli.apps.common import check_out_dir, checkpoint_path, load, output_dir
 from vae_cli.apps.prior import code_prior_path, load_code_prior
 from vae_cli.data import prepare_fixed
 from vae_cli.errors import ConfigError, UserError
@@ -42,9 +41,8 @@ def run_eval(cfg: DictConfig) -> dict:
     start = time.perf_counter()
     check_eval_config(cfg)
     path = checkpoint_path(cfg, "vae-eval")
-    check_out_dir(output_dir(cfg, path, f"eval-{path.stem}")[0])  # before any work is done
-    ckpt, model, data, state, device = load(cfg, "vae-eval", check=lambda family: require_kind("vae-eval", KINDS,
-                                                                                               family, ""))
+    check_out_dir(output_dir(cfg, path, f"eval-{path.stem}")[0], "metrics.json")  # before any work is done
+    ckpt, model, data, state, device = load(cfg, path, check=lambda family: require_kind("vae-eval", KINDS, family, ""))
     split = getattr(data, cfg.split)
     x = prepare_fixed(model.likelihood.prepare, split.images[: cfg.num_examples].to(device), cfg.seed)
     y = split.labels[: cfg.num_examples].to(device)
@@ -86,6 +84,7 @@ def run_code_eval(cfg: DictConfig, ckpt: Path, model, x: torch.Tensor, y: torch.
     if cfg.score:
         write_columns(out / f"scores-{cfg.split}.csv", {"label": y.tolist(), "distortion": distortion.tolist()})
     table = code_table(record)
+    (out / "report.txt").write_text(table + "\n")
     with SummaryWriter(str(tb)) as writer:
         for k in ("distortion", "perplexity", "codes_used", "bits_per_code", "nll_bound", "bits_per_dim"):
             if record[k] is not None:
@@ -116,15 +115,6 @@ def write_columns(path: Path, columns: dict[str, list]) -> None:
         w.writerow(["index", *columns])
         for i, row in enumerate(zip(*columns.values())):
             w.writerow([i, *(f"{v:.4f}" if isinstance(v, float) else v for v in row)])
-
-
-def check_out_dir(out: Path) -> None:
-    """The output dir must be a dir (or creatable as one) and writable."""
-    if out.exists() and not out.is_dir():
-        raise UserError(f"out={out} is a file; give a directory for metrics.json (it is created if missing)")
-    existing = next(p for p in [out, *out.parents] if p.exists())
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise UserError(f"cannot write the evaluation to {out}: {existing} is not a writable directory; choose out=")
 
 
 def finite_json(record: dict) -> str:
@@ -158,8 +148,11 @@ def write_eval(cfg: DictConfig, ckpt: Path, record: dict, scores, labels: torch.
     if cfg.score:
         write_scores(out / f"scores-{cfg.split}.csv", scores, labels)
     log_eval_tensorboard(tb, record)
-    print(eval_table(record))
-    log.info(f"wrote {out / 'metrics.json'}" + (f" and {out / f'scores-{cfg.split}.csv'}" if cfg.score else ""))
+    table = eval_table(record)
+    (out / "report.txt").write_text(table + "\n")
+    print(table)
+    log.info(f"wrote {out / 'metrics.json'}, {out / 'report.txt'}" +
+             (f" and {out / f'scores-{cfg.split}.csv'}" if cfg.score else ""))
 
 
 def write_scores(path: Path, scores, labels: torch.Tensor) -> None:
@@ -200,13 +193,17 @@ def collapse_text(c: dict) -> str:
     return "\n\n".join(lines)
 
 
+def number(x: float) -> str:
+    return f"{x:.3f}" if math.isfinite(x) else "n/a"
+
+
 def eval_table(r: dict) -> str:
     c, q = r["collapse"], r["sample_quality"]
     rows = [(f"{r['split']} examples", f"{r['num_examples']}  ({r['dataset']}, step {r['step']}, seed {r['seed']}: "
                                         f"{r['data_noise']})"),
             ("ELBO", f"{r['elbo']:.3f} nats  ({r['bits_per_dim']:.4f} bits/dim)"),
             ("  distortion / rate", f"{r['distortion']:.3f} / {r['rate']:.3f} nats"),
-            (f"IW-NLL (k={r['k']})", f"{r['iw_nll']:.3f} ± {r['iw_nll_stderr']:.3f} nats  "
+            (f"IW-NLL (k={r['k']})", f"{r['iw_nll']:.3f} ± {number(r['iw_nll_stderr'])} nats  "
                                      f"({r['iw_nll_bits_per_dim']:.4f} bits/dim)"),
             ("  -ELBO - IW-NLL", f"{r['iw_gap']:.3f} nats"),
             ("active units", "n/a" if c["active_units"] is None else str(c["active_units"])),

@@ -165,12 +165,14 @@ class LatentMap(Mode):
 
 
 def project_2d(z: torch.Tensor) -> torch.Tensor:
-    """(N, D) -> (N, 2): the latents themselves for D = 2, else their first two principal components."""
+    """(N, D) -> (N, 2): the latents themselves for D = 2, else their first two principal components (zero
+    where N < 2 leaves fewer)."""
     if z.shape[1] == 2:
         return z.float().cpu()
     centred = (z - z.mean(0)).float().cpu()
     _, _, v = torch.linalg.svd(centred, full_matrices=False)
-    return centred @ v[:2].T
+    pcs = centred @ v[:2].T  # (N, min(N, D, 2)): fewer than 2 points have fewer components
+    return F.pad(pcs, (0, 2 - pcs.shape[1]))
 
 
 def scatter_image(points: torch.Tensor, labels: torch.Tensor, latent_dim: int) -> torch.Tensor:

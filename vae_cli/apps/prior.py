@@ -8,6 +8,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 from torchvision.utils import make_grid, save_image
 
+from vae_cli.apps.common import resolve_checkpoint
 from vae_cli.build import build_code_prior, load_model_from_checkpoint, resolve_device
 from vae_cli.training.checkpoint import check_version, load_checkpoint, save_checkpoint
 from vae_cli.data import prepare_fixed
@@ -68,6 +69,8 @@ def fit_code_prior(cfg: DictConfig, run_dir: str | Path) -> dict:
     """Train the prior; returns {'val_bits_per_code', 'train_bits_per_code', 'uniform_bits_per_code'}."""
     check_prior_config(cfg)
     device, run_dir = resolve_device(cfg.device), Path(run_dir)
+    with open_dict(cfg):
+        cfg.ckpt = str(resolve_checkpoint(Path(str(cfg.ckpt)).expanduser()))  # a run dir -> its best.pt
     torch.manual_seed(cfg.seed)
     model, data, _, _ = load_model_from_checkpoint(Path(cfg.ckpt), device, cfg.data_dir, check=require_code_grid)
     train, val = (encode_codes(model, s.images, cfg.seed) for s in (data.train, data.val))

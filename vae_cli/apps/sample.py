@@ -7,7 +7,7 @@ from omegaconf import DictConfig
 from torch.utils.tensorboard import SummaryWriter
 from torchvision.utils import save_image
 
-from vae_cli.apps.common import load, output_dir
+from vae_cli.apps.common import check_out_dir, checkpoint_path, load, output_dir
 from vae_cli.build import build_sample_mode
 from vae_cli.data import prepare_fixed
 from vae_cli.errors import UserError
@@ -19,7 +19,9 @@ log = logging.getLogger("vae_cli")
 def run_sample(cfg: DictConfig) -> dict[str, Path]:
     """Draw the pictures of `cfg.mode` from a checkpoint; returns the PNG paths by name."""
     mode = build_sample_mode(cfg)
-    ckpt, model, data, state, device = load(cfg, "vae-sample", check=mode.check)
+    path = checkpoint_path(cfg, "vae-sample")
+    check_out_dir(output_dir(cfg, path, "samples")[0], "the pictures")  # before any work is done
+    ckpt, model, data, state, device = load(cfg, path, check=mode.check)
     x = prepare_fixed(model.likelihood.prepare, data.test.images.to(device), cfg.seed)
     ctx = Context(model, x, data.test.labels.to(device), data.num_classes, str(ckpt))
     with torch.no_grad():

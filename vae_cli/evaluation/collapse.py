@@ -50,9 +50,10 @@ def _log_aggregate(qs: list, z: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def collapse_report(model, x: torch.Tensor, y: torch.Tensor, kl_per_dim: torch.Tensor | None,
                     batch_size: int, kl_threshold: float = 0.01) -> dict:
-    """KL per dim sorted (nats), active units (Var_x E_q[z_j] > 0.01), I_q(x;z), and a one-line verdict."""
+    """KL per dim sorted (nats), active units (Var_x E_q[z_j] > 0.01; None for one example, where a variance over
+    x is undefined), I_q(x;z), and a one-line verdict."""
     means = [posterior_mean(model, xb, yb) for xb, yb in zip(x.split(batch_size), y.split(batch_size))]
-    au_var = None if means[0] is None else torch.cat(means).float().var(dim=0).cpu()  # (D,)
+    au_var = None if means[0] is None or len(x) < 2 else torch.cat(means).float().var(dim=0).cpu()  # (D,)
     report = {"kl_per_dim": None if kl_per_dim is None else kl_per_dim.tolist(),
               "kl_per_dim_sorted": None, "active_units": None if au_var is None else active_units(torch.cat(means)),
               "mutual_information": mutual_information(model, x, y, batch_size), "kl_threshold": kl_threshold,
