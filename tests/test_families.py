@@ -73,7 +73,8 @@ def test_vqvae_then_prior_stage_through_the_cli(tmp_path):
             "network.num_layers=1", f"hydra.run.dir={tmp_path / 'prior'}", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "bits/code" in r.stderr + r.stdout
-    net = load_code_prior(ckpt, torch.device("cpu"))
+    vq = load_model_from_checkpoint(ckpt, torch.device("cpu"))[0]
+    net = load_code_prior(ckpt, torch.device("cpu"), vq)
     assert net.num_codes == 16 and (tmp_path / "prior" / "samples_code_prior.png").is_file()
     acc = tb(tmp_path / "prior")
     assert [e.step for e in acc.Scalars("prior/val_bits_per_code")] == [3, 6]
@@ -82,6 +83,15 @@ def test_vqvae_then_prior_stage_through_the_cli(tmp_path):
             cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert Image.open(tmp_path / "s1" / "prior.png").size == (2 * 30 + 2, 2 * 30 + 2)
+    # another checkpoint in the same dir (last.pt's weights, perturbed) must not use last.pt's prior:
+    # vae-sample refuses in one line, vae-eval reports the code metrics without bits/code
+    other = tmp_path / "vq" / "checkpoints" / "step_000000002.pt"
+    torch.save({**torch.load(ckpt, weights_only=True), "model": {k: v + 1e-3 if v.is_floating_point() else v
+                for k, v in torch.load(ckpt, weights_only=True)["model"].items()}}, other)
+    r = run("vae-sample", f"ckpt={other}", "mode=prior", f"out={tmp_path / 's2'}", cwd=tmp_path)
+    assert r.returncode == 2 and "was fitted on other VQ-VAE weights" in r.stderr and "Traceback" not in r.stderr
+    r = run("vae-eval", f"ckpt={other}", "quality=false", f"out={tmp_path / 'e2'}", cwd=tmp_path)
+    assert r.returncode == 0 and "no bits/code: the code prior" in r.stdout + r.stderr, r.stderr
 
 
 def test_prior_stage_errors(tmp_path):

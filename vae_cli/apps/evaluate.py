@@ -73,7 +73,7 @@ def run_code_eval(cfg: DictConfig, ckpt: Path, model, x: torch.Tensor, y: torch.
                   start: float) -> dict:
     """A family without a density (VQ-VAE): distortion, perplexity, codes used; with prior.pt beside the
     checkpoint, the code prior's bits/code and the NLL bound. No ELBO, IW-NLL or collapse report."""
-    net = load_code_prior(ckpt, x.device) if code_prior_path(ckpt).is_file() else None
+    net = fitted_code_prior(ckpt, model, x.device)
     metrics, distortion = code_metrics(model, x, cfg.batch_size, net)
     record = {**head, "batch_size": cfg.batch_size, **metrics,
               "code_prior": str(code_prior_path(ckpt)) if net is not None else None,
@@ -93,6 +93,18 @@ def run_code_eval(cfg: DictConfig, ckpt: Path, model, x: torch.Tensor, y: torch.
     print(table)
     log.info(f"wrote {out / 'metrics.json'}")
     return record
+
+
+def fitted_code_prior(ckpt: Path, model, device: torch.device):
+    """The code prior beside `ckpt` if one was fitted on these weights; else None (a warning says why when the
+    file is there but belongs to other weights: the codes metrics are still reported, without bits/code)."""
+    if not code_prior_path(ckpt).is_file():
+        return None
+    try:
+        return load_code_prior(ckpt, device, model)
+    except UserError as e:
+        log.warning(f"no bits/code: {e}")
+        return None
 
 
 def code_table(r: dict) -> str:

@@ -1,5 +1,6 @@
 """vae-prior: the VQ-VAE's second stage. Encode the data to code grids with a trained VQ-VAE, fit an
 autoregressive prior over them, report its NLL in bits per code, and decode prior samples to images."""
+import hashlib
 import logging
 import math
 from pathlib import Path
@@ -45,13 +46,27 @@ def code_prior_path(vq_ckpt: str | Path) -> Path:
     return Path(vq_ckpt).parent / PRIOR_FILE
 
 
-def load_code_prior(vq_ckpt: str | Path, device: torch.device):
-    """The prior saved beside a VQ-VAE checkpoint by vae-prior (same version policy as every checkpoint)."""
+def weights_fingerprint(model: torch.nn.Module) -> str:
+    """sha256 of every parameter and buffer: which VQ-VAE weights a code prior was fitted on."""
+    digest = hashlib.sha256()
+    for name, value in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(value.detach().cpu().contiguous().flatten().view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def load_code_prior(vq_ckpt: str | Path, device: torch.device, model: torch.nn.Module):
+    """The prior saved beside a VQ-VAE checkpoint by vae-prior (same version policy as every checkpoint), if it
+    was fitted on this checkpoint's weights (`model`): best.pt, last.pt and a resumed run's files share the dir."""
     path = code_prior_path(vq_ckpt)
     if not path.is_file():
         raise UserError(f"no code prior at {path}: run `vae-prior ckpt={vq_ckpt}` first")
     state = load_checkpoint(path)
     check_version(state, path)
+    if state.get("vq_weights") != weights_fingerprint(model):
+        fitted = state.get("config", {}).get("ckpt", "another checkpoint")
+        raise UserError(f"the code prior {path} was fitted on other VQ-VAE weights ({fitted} as it was then), not "
+                        f"on {vq_ckpt}: run `vae-prior ckpt={vq_ckpt}` to fit one for it")
     net = build_code_prior(OmegaConf.create(state["config"]), state["config"]["network"]["num_codes"])
     net.load_state_dict(state["model"])
     return net.to(device).eval()
@@ -73,6 +88,7 @@ def fit_code_prior(cfg: DictConfig, run_dir: str | Path) -> dict:
         cfg.ckpt = str(resolve_checkpoint(Path(str(cfg.ckpt)).expanduser()))  # a run dir -> its best.pt
     torch.manual_seed(cfg.seed)
     model, data, _, _ = load_model_from_checkpoint(Path(cfg.ckpt), device, cfg.data_dir, check=require_code_grid)
+    fingerprint = weights_fingerprint(model)
     train, val = (encode_codes(model, s.images, cfg.seed) for s in (data.train, data.val))
     with open_dict(cfg):
         cfg.network.num_codes = model.posterior.num_codes
@@ -85,7 +101,7 @@ def fit_code_prior(cfg: DictConfig, run_dir: str | Path) -> dict:
     finally:
         logger.close()
     save_checkpoint(Path(cfg.ckpt).parent / PRIOR_FILE, {"model": net.state_dict(), "step": cfg.max_steps,
-                    "config": OmegaConf.to_container(cfg, resolve=True), "val": result})
+                    "config": OmegaConf.to_container(cfg, resolve=True), "val": result, "vq_weights": fingerprint})
     log.info(f"done: val NLL {result['val_bits_per_code']:.4f} bits/code (uniform: "
              f"{result['uniform_bits_per_code']:.4f}); prior saved to {Path(cfg.ckpt).parent / PRIOR_FILE}")
     return result

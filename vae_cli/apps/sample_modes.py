@@ -80,7 +80,7 @@ class PriorSamples(Mode):
     def __call__(self, ctx: Context) -> dict[str, torch.Tensor]:
         model = ctx.model
         if model.latent_kind == LatentKind.CODE_GRID:  # codes come from the autoregressive prior of vae-prior
-            net = load_code_prior(ctx.ckpt, ctx.x.device)
+            net = load_code_prior(ctx.ckpt, ctx.x.device, model)
             return {"prior": grid(code_prior_images(model, net, self.num, self.temperature).clamp(0, 1), self.nrow)}
         z = model.sample_latents(self.num, self.temperature)  # (N, ...)
         y = self.labels(ctx, len(z), z.device)
