@@ -67,7 +67,7 @@ def test_a_refused_pair_through_the_cli_is_one_line(tmp_path, pair, names):
 @pytest.mark.parametrize("override", ["mode=prior mode.num=0", "mode=reconstruct mode.pairs_per_row=0",
                                       "mode=interpolate mode.steps=0", "mode=latent_map mode.grid_size=0",
                                       "mode=prior mode.temperature=1e400", "mode=prior mode.temperature=-1",
-                                      "mode=traverse mode.steps=0", "mode=traverse mode.low=3 mode.high=-3",
+                                      "mode=traverse mode.steps=0", "mode=traverse mode.steps=1", "mode=traverse mode.low=3 mode.high=-3",
                                       "mode=arithmetic mode.scales=[]"])
 def test_zero_or_absurd_mode_values_are_one_line(override):
     from hydra import compose, initialize_config_module

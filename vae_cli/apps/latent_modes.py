@@ -44,6 +44,8 @@ class Traverse(Mode):
         finite("mode=traverse", low=low, high=high)
         if not low < high:
             raise UserError(f"mode=traverse: mode.low={low} must be below mode.high={high}")
+        if steps < 2:  # one column would sit at mode.low: no traversal
+            raise UserError(f"mode=traverse: mode.steps={steps} must be >= 2 (low and high)")
         self.image, self.dims, self.steps, self.low, self.high = image, dims, steps, low, high
 
     def __call__(self, ctx: Context) -> dict[str, torch.Tensor]:
