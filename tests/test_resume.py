@@ -1,5 +1,6 @@
 """Never lose a run: SIGKILL / SIGTERM part way, then resume, ends bitwise where an uninterrupted run ends."""
 import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -62,6 +63,23 @@ def test_sigterm_saves_exits_143_and_resumes_exactly(tmp_path, reference):
     stopped = load(tmp_path / "checkpoints" / "last.pt")["step"]
     assert f"stopped by SIGTERM after step {stopped}" in (tmp_path / "train.log").read_text()
     assert resume_and_check(tmp_path, reference) == stopped  # the signal's own checkpoint, mid-interval
+
+
+def test_ctrl_c_again_and_again_is_one_line_and_keeps_the_checkpoints(tmp_path):
+    """SIGINT every 5 ms from the first checkpoint on until the process ends: exit 130 with the stop's one line
+    (a second SIGINT that lands while training: 'stopped without a checkpoint'), never a KeyboardInterrupt
+    traceback or a death by SIGINT (-2) during the shutdown; the run still resumes."""
+    proc = start(*TINY, "max_steps=3000", "trainer.eval_every=100", f"hydra.run.dir={tmp_path}")
+    wait_for("checkpoints/last.pt", tmp_path, proc)
+    while proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.005)
+    err = proc.communicate()[1]
+    assert proc.returncode == 130 and "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert lines in ([], [f"vae-train: second SIGINT: stopped without a checkpoint; the checkpoints already "
+                          f"written are intact: continue with vae-train resume={tmp_path}"]), err
+    assert run(f"resume={tmp_path}", "max_steps=120").returncode == 0
 
 
 def test_sweep_rerun_with_resume_true_resumes_each_job_dir_past_a_truncated_checkpoint(tmp_path):

@@ -38,7 +38,7 @@ def _train(cfg: DictConfig) -> float:
     from vae_cli.training import distributed, rundir, sweeps
     from vae_cli.build import resolve_device
     from vae_cli.apps.train import run_training
-    from vae_cli.training.signals import StopRequested, stop_on_signals
+    from vae_cli.training.signals import Interrupted, StopRequested, stop_on_signals
     from vae_cli.pictures import val_score
     from vae_cli.training.threads import apply_in_job
 
@@ -59,11 +59,26 @@ def _train(cfg: DictConfig) -> float:
                 log.warning(f"{e}; exit {e.exit_code}; continue with: vae-train resume={run_dir}")
                 raise
     except StopRequested as e:
-        sys.exit(e.exit_code)  # 128 + signal number
+        _exit_quietly(e.exit_code)  # 128 + signal number
+    except Interrupted as e:  # Ctrl-C twice: one line, not a traceback
+        print(f"vae-train: {e}; the checkpoints already written are intact: continue with vae-train "
+              f"resume={run_dir}", file=sys.stderr)
+        _exit_quietly(e.exit_code)
     except Exception as e:
         return _train_failed(e, run_dir, hydra_cfg)
     sweeps.record_job(hydra_cfg, None)
     return val_score(val)  # higher is better: the elbo, or -loss for the VQ-VAE
+
+
+def _exit_quietly(code: int) -> None:
+    """Exit after a stop signal; more Ctrl-C while Hydra and the loggers shut down would only print tracebacks."""
+    import signal
+
+    from vae_cli.training.signals import HANDLED
+
+    for s in HANDLED:
+        signal.signal(s, signal.SIG_IGN)
+    sys.exit(code)
 
 
 def _train_failed(e: Exception, run_dir: str, hydra_cfg) -> float:

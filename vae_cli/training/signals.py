@@ -22,6 +22,18 @@ class StopRequested(Exception):
         return 128 + self.signum  # 143 for SIGTERM, 130 for SIGINT: the shell's convention
 
 
+class Interrupted(KeyboardInterrupt):
+    """A second signal of the same kind: stop at once, without a checkpoint (the ones written are intact)."""
+
+    def __init__(self, signum: int):
+        self.signum = signum
+        super().__init__(f"second {signal.Signals(signum).name}: stopped without a checkpoint")
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
 class StopFlag:
     def __init__(self):
         self.signum: int | None = None
@@ -31,7 +43,7 @@ class StopFlag:
 
     def _handle(self, signum, frame) -> None:
         if self.signum == signum:
-            raise KeyboardInterrupt(f"second {signal.Signals(signum).name}: stopping without a checkpoint")
+            raise Interrupted(signum)
         self.signum = signum
 
 
