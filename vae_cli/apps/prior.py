@@ -90,8 +90,6 @@ def fit_code_prior(cfg: DictConfig, run_dir: str | Path) -> dict:
     model, data, _, _ = load_model_from_checkpoint(Path(cfg.ckpt), device, cfg.data_dir, check=require_code_grid)
     fingerprint = weights_fingerprint(model)
     train, val = (encode_codes(model, s.images, cfg.seed) for s in (data.train, data.val))
-    if cfg.batch_size > len(train):  # drawn with replacement: a batch over the data set is only slower
-        raise ConfigError(f"batch_size={cfg.batch_size} is larger than the {len(train)} training code grids")
     with open_dict(cfg):
         cfg.network.num_codes = model.posterior.num_codes
     net = build_code_prior(cfg, model.posterior.num_codes).to(device)
