@@ -11,7 +11,7 @@ from urllib.error import URLError
 import torch
 import torchvision
 
-from vae_cli.data.images import ImageData, Split, data_root, seeded_split
+from vae_cli.data.images import ImageData, Split, data_root, seeded_split, split_size
 from vae_cli.data.scan import has_images
 from vae_cli.errors import ConfigError, DataError
 
@@ -37,7 +37,7 @@ def dataset_class(name: str) -> type:
     return CIFAR10Files if name == "CIFAR10" else getattr(torchvision.datasets, name)
 
 
-def torchvision_images(name: str, root: str | None = None, val_size: int = 5000, split_seed: int = 0,
+def torchvision_images(name: str, root: str | None = None, val_size: int | float = 5000, split_seed: int = 0,
                        binarizable: bool = True, download: bool = True) -> ImageData:
     """A torchvision image dataset (MNIST, FashionMNIST, CIFAR10); the train set is split into train/val.
 
@@ -51,9 +51,10 @@ def torchvision_images(name: str, root: str | None = None, val_size: int = 5000,
     # Archives already on disk pass torchvision's md5 check: "download" then only unpacks, never fetches.
     download = download or _archives_present(cls, path)
     train, test = (_load(cls, path, train, download) for train in (True, False))
-    if not 0 < val_size < len(train):
+    n_val = split_size(val_size, len(train), "dataset.val_size")
+    if n_val >= len(train):
         raise ConfigError(f"dataset.val_size={val_size} must be in (0, {len(train)})")
-    val, train = seeded_split(train.images, train.labels, [val_size], split_seed)
+    val, train = seeded_split(train.images, train.labels, [n_val], split_seed)
     return ImageData(name, train, val, test, len(cls.classes), binarizable)
 
 
