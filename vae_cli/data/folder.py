@@ -69,14 +69,21 @@ def decoded(root: Path, listing, transform: Transform, cache_dir: str | None) ->
         with cache.building(path):
             entry = cache.load(path)  # written by another start while this one waited
             if entry is None:
-                cache.check_fits(len(listing.files), transform.out_shape(), "dataset.image_size")
-                entry = decode_folder(root, listing, transform)
-                if cache.save(path, entry):
-                    log.info(f"cached the decoded images of {root} at {path}")
+                entry = decode_and_save(root, listing, transform, path)
+            else:
+                log.info(f"{root}: {len(entry['images'])} images from the cache {path}")
     else:
         log.info(f"{root}: {len(entry['images'])} images from the cache {path}")
     warn_skipped(root, entry["skipped"])
     return entry["images"], entry["labels"]
+
+
+def decode_and_save(root: Path, listing, transform: Transform, path: Path) -> dict:
+    cache.check_fits(len(listing.files), transform.out_shape(), "dataset.image_size")
+    entry = decode_folder(root, listing, transform)
+    if cache.save(path, entry):
+        log.info(f"cached the decoded images of {root} at {path}")
+    return entry
 
 
 def decode_folder(root: Path, listing, transform: Transform) -> dict:
