@@ -4,6 +4,7 @@ A data dir that holds the user's own images instead is refused, pointing at data
 written into it."""
 import logging
 import os
+import pickle
 import shutil
 from pathlib import Path
 from urllib.error import URLError
@@ -26,7 +27,13 @@ class CIFAR10Files(torchvision.datasets.CIFAR10):
 
     def _check_integrity(self) -> bool:
         folder = Path(self.root) / self.base_folder
-        return all((folder / name).is_file() for name, _ in self.train_list + self.test_list)
+        names = [name for name, _ in self.train_list + self.test_list] + [self.meta["filename"]]
+        return all((folder / name).is_file() for name in names)
+
+    def _load_meta(self) -> None:
+        with open(Path(self.root) / self.base_folder / self.meta["filename"], "rb") as f:
+            self.classes = pickle.load(f, encoding="latin1")[self.meta["key"]]
+        self.class_to_idx = {name: i for i, name in enumerate(self.classes)}
 
 
 def dataset_class(name: str) -> type:
@@ -50,12 +57,12 @@ def torchvision_images(name: str, root: str | None = None, val_size: int | float
         _install_bundled_mnist(path)
     # Archives already on disk pass torchvision's md5 check: "download" then only unpacks, never fetches.
     download = download or _archives_present(cls, path)
-    train, test = (_load(cls, path, train, download) for train in (True, False))
+    (train, num_classes), (test, _) = (_load(cls, path, train, download, name) for train in (True, False))
     n_val = split_size(val_size, len(train), "dataset.val_size")
     if n_val >= len(train):
         raise ConfigError(f"dataset.val_size={val_size} must be in (0, {len(train)})")
     val, train = seeded_split(train.images, train.labels, [n_val], split_seed)
-    return ImageData(name, train, val, test, len(cls.classes), binarizable)
+    return ImageData(name, train, val, test, num_classes, binarizable)
 
 
 def refuse_image_folder(cls, root: Path, name: str) -> None:
@@ -120,20 +127,20 @@ def _archives_present(cls, root: Path) -> bool:
     return (root / cls.filename).exists() or (root / cls.base_folder).exists()  # CIFAR: one tarball
 
 
-def _load(cls, root: Path, train: bool, download: bool) -> Split:
+def _load(cls, root: Path, train: bool, download: bool, name: str) -> tuple[Split, int]:
     try:
         ds = cls(str(root), train=train, download=download)
-    except (RuntimeError, OSError, URLError) as e:
-        files = [f for f, _ in getattr(cls, "resources", [])] or [cls.filename]
+    except (RuntimeError, OSError, URLError, pickle.UnpicklingError, EOFError) as e:
+        files = [f for f, _ in getattr(cls, "resources", [])] or [f"{cls.filename} (or its unpacked {cls.base_folder}/)"]
         folder = root / cls.__name__ / "raw" if hasattr(cls, "resources") else root
         raise DataError(
-            f"{cls.__name__} is not in {root} and could not be "
+            f"{name} is not in {root} and could not be "
             f"{'downloaded' if download else 'loaded (download=false)'} ({type(e).__name__}). "
             f"Put {', '.join(files)} in {folder}, or set VAE_DATA_DIR (or data_dir=...) to a directory "
-            f"that holds {cls.__name__}."
+            f"that holds {name}."
         ) from None
     images = torch.as_tensor(ds.data)
     images = images.unsqueeze(1) if images.ndim == 3 else images.permute(0, 3, 1, 2)  # -> (N, C, H, W)
-    return Split(images.contiguous(), torch.as_tensor(ds.targets, dtype=torch.long))
+    return Split(images.contiguous(), torch.as_tensor(ds.targets, dtype=torch.long)), len(ds.classes)
 
 
