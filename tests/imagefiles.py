@@ -52,3 +52,16 @@ def flat_folder(root: Path, n: int = 30, size: tuple[int, int] = (32, 32)) -> Pa
     for i in range(n):
         Image.fromarray(picture(i, size)).save(root / f"img_{i:03d}.png")
     return root
+
+
+def celeba_layout(data_root: Path, parts=(0,) * 8 + (1,) * 2 + (2,) * 3) -> Path:
+    """data_root/celeba/img_align_celeba/000001.jpg ... (178 x 218 like the aligned faces) and
+    list_eval_partition.txt with `parts` (0 train, 1 val, 2 test); -> data_root."""
+    folder = data_root / "celeba"
+    (folder / "img_align_celeba").mkdir(parents=True)
+    lines = []
+    for i, part in enumerate(parts, start=1):
+        Image.fromarray(picture(i, (178, 218))).save(folder / "img_align_celeba" / f"{i:06d}.jpg", quality=95)
+        lines.append(f"{i:06d}.jpg {part}")
+    (folder / "list_eval_partition.txt").write_text("\n".join(lines) + "\n")
+    return data_root
