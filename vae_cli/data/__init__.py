@@ -10,7 +10,7 @@ from vae_cli.data.celeba import celeba_images
 from vae_cli.data.fake import fake_images
 from vae_cli.data.folder import folder_images
 from vae_cli.data.images import ImageData, Split, data_root
-from vae_cli.data.torchvision_sets import torchvision_images
+from vae_cli.data.torchvision_sets import _install_bundled_mnist, torchvision_images, unpack_dir
 
 __all__ = ["ImageData", "Split", "IndexBatches", "prepare_fixed", "data_root", "torchvision_images",
-           "fake_images", "folder_images", "celeba_images"]
+           "fake_images", "folder_images", "celeba_images", "unpack_dir", "_install_bundled_mnist"]
