@@ -25,7 +25,7 @@ MODES = {"prior": ["mode.num=8", "mode.sample_pixels=true"], "reconstruct": [], 
 
 
 def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {"PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    env = {"PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "XDG_CACHE_HOME": str(cwd / "xdg")}
     return subprocess.run([str(BIN / args[0]), *args[1:]], cwd=cwd, env={**os.environ, **env},
                           capture_output=True, text=True, timeout=600)
 
@@ -91,8 +91,11 @@ def test_a_moved_folder_is_one_line_and_data_dir_points_at_its_new_place(folder_
         for tool in ("vae-eval", "vae-sample"):
             line = one_line(cli(tool, f"ckpt={tmp_path / 'run'}", cwd=tmp_path), tool)
             assert f"dataset.path={images}" in line and "data_dir=" in line
-        done = cli("vae-sample", f"ckpt={tmp_path / 'run'}", f"data_dir={moved}", cwd=tmp_path)
-        assert done.returncode == 0, done.stderr[-2000:]
+        before = sorted(moved.rglob("*"))
+        for tool in ("vae-eval", "vae-sample"):
+            done = cli(tool, f"ckpt={tmp_path / 'run'}", f"data_dir={moved}", cwd=tmp_path)
+            assert done.returncode == 0, done.stderr[-2000:]
+        assert sorted(moved.rglob("*")) == before  # nothing written into the user's folder
     finally:
         shutil.move(str(moved), str(images))
 

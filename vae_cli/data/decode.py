@@ -4,7 +4,6 @@ The transform (centre `crop`, resize of the shorter side to `image_size`, centre
 RGB) is Pillow's; torch's DataLoader spreads the files over worker processes."""
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -57,7 +56,7 @@ def centre_crop(img: Image.Image, w: int, h: int) -> Image.Image:
 class Files(torch.utils.data.Dataset):
     """files[i] -> (uint8 (C, H, W) array, status): a file Pillow cannot read, or a truncated one, is BAD."""
 
-    def __init__(self, files: list[Path], transform: Transform):
+    def __init__(self, files: list[str], transform: Transform):
         self.files, self.transform, self.shape = files, transform, transform.out_shape()
 
     def __len__(self) -> int:
@@ -81,7 +80,7 @@ def workers() -> int:
     return min(cores, 16)
 
 
-def decode_all(files: list[Path], transform: Transform, desc: str) -> tuple[torch.Tensor, torch.Tensor]:
+def decode_all(files: list[str], transform: Transform, desc: str) -> tuple[torch.Tensor, torch.Tensor]:
     """-> images uint8 (N, C, H, W), status int64 (N,), decoded in file order on `workers()` processes."""
     ImageFile.LOAD_TRUNCATED_IMAGES = False
     n_workers = workers() if len(files) >= 256 else 0  # a few files: no process start-up

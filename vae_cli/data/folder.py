@@ -15,7 +15,7 @@ from vae_cli.errors import ConfigError, DataError
 log = logging.getLogger("vae_cli")
 
 
-def make_transform(channels: int, image_size: int | None, crop: int | None, first: Path | None) -> Transform:
+def make_transform(channels: int, image_size: int | None, crop: int | None, first: str | None) -> Transform:
     """The transform, range-checked; with image_size null, the size every image must have is the first's."""
     if channels not in MODES:
         raise ConfigError(f"dataset.channels={channels!r} must be 1 (greyscale) or 3 (RGB)")
@@ -41,14 +41,15 @@ def folder_images(path: str | None, image_size: int | None = 64, crop: int | Non
         raise DataError(f"dataset.path={root} holds no image files ({', '.join(EXTENSIONS)}), not even in "
                         f"sub-folders")
     transform = make_transform(channels, image_size, crop, listing.files[0])
-    images, labels = decoded(root, listing, transform, cache_dir)
+    images, labels, key = decoded(root, listing, transform, cache_dir)
     n_val, n_test = (split_size(v, len(images), f"dataset.{k}") for k, v in (("val_size", val_size),
                                                                                 ("test_size", test_size)))
     if n_val + n_test >= len(images):
         raise ConfigError(f"dataset.val_size={val_size} and dataset.test_size={test_size} leave no training "
                           f"image of the {len(images)} in {root}; lower them")
     val, test, train = seeded_split(images, labels, [n_val, n_test], split_seed)
-    return ImageData(f"folder:{root.name}", train, val, test, max(len(listing.classes), 1), binarizable=False)
+    return ImageData(f"folder:{root.name}", train, val, test, max(len(listing.classes), 1), binarizable=False,
+                     fingerprint=key)
 
 
 def existing_folder(path: str | None) -> Path:
@@ -61,8 +62,9 @@ def existing_folder(path: str | None) -> Path:
     return root
 
 
-def decoded(root: Path, listing, transform: Transform, cache_dir: str | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(images uint8 (N, C, H, W), labels (N,)) of the readable files: from the cache, or decoded and cached."""
+def decoded(root: Path, listing, transform: Transform, cache_dir: str | None) -> tuple[torch.Tensor, torch.Tensor, str]:
+    """(images uint8 (N, C, H, W), labels (N,), the cache key) of the readable files: from the cache, or
+    decoded and cached."""
     path = cache.cache_file(root, listing.stats, transform.key(), cache_dir)
     entry = cache.load(path)
     if entry is None:
@@ -75,7 +77,7 @@ def decoded(root: Path, listing, transform: Transform, cache_dir: str | None) ->
     else:
         log.info(f"{root}: {len(entry['images'])} images from the cache {path}")
     warn_skipped(root, entry["skipped"])
-    return entry["images"], entry["labels"]
+    return entry["images"], entry["labels"], path.stem
 
 
 def decode_and_save(root: Path, listing, transform: Transform, path: Path) -> dict:
@@ -92,7 +94,7 @@ def decode_folder(root: Path, listing, transform: Transform) -> dict:
     if wrong:
         h, w = transform.size
         raise DataError(f"dataset.image_size=null keeps the images' size, but {listing.files[wrong[0]]} is not "
-                        f"{w}x{h} like {listing.files[0].name} ({len(wrong)} differ): set dataset.image_size, "
+                        f"{w}x{h} like {Path(listing.files[0]).name} ({len(wrong)} differ): set dataset.image_size, "
                         f"e.g. dataset.image_size=64")
     ok = status == 0
     if not ok.any():

@@ -28,6 +28,7 @@ class ImageData:
     test: Split
     num_classes: int
     binarizable: bool  # greyscale digits/clothes: Bernoulli on dynamically binarized pixels makes sense
+    fingerprint: str = ""  # own images (folder, celeba): the decoded cache's key, naming what was read
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -64,4 +65,4 @@ def seeded_split(images: torch.Tensor, labels: torch.Tensor, sizes: list[int], s
     for size in sizes:
         cuts.append(cuts[-1] + size)
     parts = [perm[a:b] for a, b in zip(cuts[:-1], cuts[1:])] + [perm[cuts[-1]:]]
-    return [Split(images[i], labels[i]) for i in parts]
+    return [Split(images.index_select(0, i), labels.index_select(0, i)) for i in parts]  # index_select: ~10x [i]

@@ -12,12 +12,13 @@ def is_image_name(name: str) -> bool:
 
 
 def walk_images(root: Path):
-    """Image files under `root`, recursively, in a stable order; hidden files and folders are skipped."""
+    """Image files under `root` (as str paths: 20,000 Path objects cost a second), recursively, in a stable
+    order; hidden files and folders are skipped."""
     for folder, dirs, files in os.walk(root, followlinks=True):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(files):
             if is_image_name(name):
-                yield Path(folder) / name
+                yield os.path.join(folder, name)
 
 
 def has_images(root: Path) -> bool:
@@ -27,7 +28,7 @@ def has_images(root: Path) -> bool:
 
 @dataclass
 class Listing:
-    files: list[Path]     # every image file, sorted by class, then path
+    files: list[str]      # every image file, sorted by class, then path
     labels: list[int]     # class index per file (0 for a flat folder)
     classes: list[str]    # class sub-folder names; [] for a flat folder
     stats: list[tuple]    # (relative path, size, mtime_ns) per file: the cache key's view of the folder
@@ -46,9 +47,14 @@ def list_folder(root: Path) -> Listing:
         classes = [name for name, _ in groups]
     files = [f for _, fs in groups for f in fs]
     labels = [i for i, (_, fs) in enumerate(groups) for _ in fs]
-    return Listing(files, labels, classes, [_stat(root, f) for f in files])
+    return Listing(files, labels, classes, stats(root, files))
 
 
-def _stat(root: Path, path: Path) -> tuple:
-    st = path.stat()
-    return str(path.relative_to(root)), st.st_size, st.st_mtime_ns
+def stats(root: Path, files: list[str]) -> list[tuple]:
+    """(path relative to root, size, mtime_ns) per file."""
+    prefix = len(os.path.join(str(root), ""))
+    out = []
+    for f in files:
+        st = os.stat(f)
+        out.append((f[prefix:], st.st_size, st.st_mtime_ns))
+    return out
