@@ -3,6 +3,7 @@
 A read-only tool, so no Hydra: it has no config to compose and must not make a run dir; Hydra would also read
 a path such as `multirun/.../0_beta=1,seed=0` as an override (and its `,` as a sweep)."""
 import difflib
+import os
 import sys
 from pathlib import Path
 
@@ -96,7 +97,8 @@ def main() -> None:
     except UserError as e:
         print(f"vae-compare: error: {e}", file=sys.stderr)
         sys.exit(2)
-    except BrokenPipeError:  # `vae-compare ... | head`
+    except BrokenPipeError:  # `vae-compare ... | head`: no second error from the exit's flush
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(1)
 
 

@@ -7,6 +7,7 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from vae_cli.compare.runs import TRAINING
 from vae_cli.compare.table import Table, label
 from vae_cli.errors import UserError
 
@@ -78,7 +79,7 @@ def elbo_curves(table: Table) -> Figure | None:
     by_step, by_time = fig.subplots(1, 2, sharey=True)
     named = set()
     for row, run, c, points in series:
-        start = min(w for s in run.events.scalars.values() for _, w, _ in s)
+        start = min(w for tag, s in run.events.scalars.items() if tag.startswith(TRAINING) for _, w, _ in s)
         name = None if id(row) in named else label(row, run=None)
         named.add(id(row))
         by_step.plot([s for s, _, _ in points], [v for _, _, v in points], color=c, marker=".", label=name)

@@ -13,6 +13,7 @@ from vae_cli.errors import UserError
 
 CONFIG = Path(".hydra") / "config.yaml"
 Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+TRAINING = ("train/", "val/")  # vae-eval adds test/... to the same events, later: not training time
 HOW_STARTED = {"resume"}  # keys that say how a run was started, not what it trains
 EVAL_KEYS = {"iw_nll": "iw_nll", "elbo": "elbo", "bits_per_dim": "bits_per_dim", "collapse.active_units":
              "active_units", "sample_quality.classifier_fd": "classifier_fd", "nll_bound": "nll_bound",
@@ -115,7 +116,7 @@ def event_metrics(scalars: dict) -> dict[str, float]:
             out[tag] = scalars[tag][-1][2]
     if scalars.get("val/elbo"):
         out["val/best_elbo"] = max(v for _, _, v in scalars["val/elbo"])
-    points = [p for series in scalars.values() for p in series]
+    points = [p for tag, series in scalars.items() if tag.startswith(TRAINING) for p in series]
     if points:
         out["steps"] = max(s for s, _, _ in points)
         out["wall_s"] = max(w for _, w, _ in points) - min(w for _, w, _ in points)

@@ -4,7 +4,7 @@ import statistics
 from collections import Counter
 from dataclasses import dataclass, field
 
-from vae_cli.compare.runs import Run
+from vae_cli.compare.runs import EVAL_KEYS, Run
 from vae_cli.errors import UserError
 
 METRICS = ["val/best_elbo", "val/elbo", "val/rate", "val/distortion", "val/bits_per_dim", "val/active_units",
@@ -90,7 +90,9 @@ def shown_metrics(runs: list[Run]) -> list[str]:
     have = {m for r in runs for m in r.metrics}
     loss_needed = any("val/loss" in r.metrics and "val/elbo" not in r.metrics for r in runs)
     base = [m for m in METRICS if m in have and (m != "val/loss" or loss_needed)]
-    return base + sorted(m for m in have if m not in METRICS)
+    evals = list(EVAL_KEYS.values())  # test/iw_nll, test/elbo, ... in vae-eval's order
+    return base + sorted((m for m in have if m not in METRICS), key=lambda m: (evals.index(m.split("/")[-1])
+                                                                             if m.split("/")[-1] in evals else 99, m))
 
 
 def pick_sort(sort: str | None, metrics: list[str]) -> str | None:
