@@ -114,6 +114,8 @@ def test_running_stopped_failed_and_half_written_runs_show_with_their_status(swe
     half = root / "sweep" / sorted(p.name for p in (root / "sweep").iterdir() if p.name.startswith("0_"))[0]
     (events,) = half.rglob("events.out.tfevents.*")
     events.write_bytes(events.read_bytes()[: events.stat().st_size // 2])  # a writer killed mid-record
+    vq = run("model=vqvae", "trainer=debug", "max_steps=5", "device=cpu", f"hydra.run.dir={root / 'vq'}")
+    assert vq.returncode == 0, vq.stderr[-2000:]
     before = snapshot(root)
     done = compare(root, "format=json", "ignore=")  # one row per run
     assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
@@ -123,7 +125,9 @@ def test_running_stopped_failed_and_half_written_runs_show_with_their_status(swe
     (failed,) = [r for name, r in rows.items() if name.startswith("0_") and r["latent_dim"] == "0"]
     assert failed["status"] == "failed" and failed["detail"] == "latent_dim=0 must be a positive integer"
     assert failed["val/elbo"] is None
-    assert rows[half.name]["status"] == "finished" and len(rows) == 6
+    assert rows[half.name]["status"] == "finished" and rows[half.name]["val/elbo"] is not None
+    assert rows["vq"]["val/elbo"] is None and rows["vq"]["val/distortion"] > 0  # a family without an ELBO: blanks
+    assert len(rows) == 7
 
 
 def test_a_path_without_runs_a_typo_and_an_unknown_sort_are_one_line(tmp_path):
@@ -182,3 +186,19 @@ def test_vae_eval_over_a_sweep_dir_evaluates_each_run_once_and_compare_shows_it(
     for row in rows:
         metrics = json.loads((Path(row["runs"][0]) / "eval-best" / "metrics.json").read_text())
         assert row["test/iw_nll"] == pytest.approx(metrics["iw_nll"]) and metrics["num_examples"] == 8
+
+
+def test_the_c_checksum_given_to_tensorboard_equals_its_own():
+    import importlib
+    import os
+
+    from tensorboard.compat.tensorflow_stub import pywrap_tensorflow
+
+    from vae_cli.compare.events import fast_checksums
+
+    stub = importlib.reload(pywrap_tensorflow)  # TensorBoard's own pure-Python masked CRC-32C again
+    pure = stub.masked_crc32c
+    fast_checksums()
+    assert stub.masked_crc32c is not pure
+    for data in (b"", b"\x00" * 9, b"123456789", os.urandom(4096)):
+        assert stub.masked_crc32c(data) == pure(data)

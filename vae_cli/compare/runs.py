@@ -71,12 +71,13 @@ def run_keys(path: Path) -> tuple[dict[str, str], list[str]]:
     keys = flatten(load_yaml(path / CONFIG) or {})
     choices = ((load_yaml(path / ".hydra" / "hydra.yaml") or {}).get("hydra") or {}).get("runtime", {}).get("choices")
     keys.update({g: str(o) for g, o in (choices or {}).items() if not g.startswith("hydra")})
-    typed = [o.split("=", 1)[0].lstrip("+~") for o in overrides if "=" in o]
-    for o in overrides:  # a job refused at start-up has no .hydra/: its overrides are all that is known
+    typed = []
+    for o in overrides:
         k, _, v = o.partition("=")
-        keys.setdefault(k.lstrip("+~"), v)
-    typed = [k for k in typed if k not in HOW_STARTED]
-    return {k: v for k, v in keys.items() if k not in HOW_STARTED}, typed
+        typed.append(k.lstrip("+~"))
+        keys.setdefault(typed[-1], text(parse_value(v)))  # a job refused at start-up has no .hydra/: this is all
+    return ({k: v for k, v in keys.items() if k not in HOW_STARTED},
+            list(dict.fromkeys(k for k in typed if k not in HOW_STARTED)))
 
 
 def load_yaml(path: Path):
@@ -92,8 +93,21 @@ def flatten(node, prefix: str = "") -> dict[str, str]:
         for k, v in node.items():
             out.update(flatten(v, f"{prefix}{k}."))
         return out
-    text = json.dumps(node, separators=(",", ":")) if isinstance(node, (list, dict)) else str(node)
-    return {prefix[:-1]: text}
+    return {prefix[:-1]: text(node)}
+
+
+def text(value) -> str:
+    """One spelling per value: 1.0 and 1 are the same beta; lists compact, as typed on a command line."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return json.dumps(value, separators=(",", ":")) if isinstance(value, (list, dict)) else str(value)
+
+
+def parse_value(v: str):
+    try:
+        return yaml.load(v, Loader=Loader)
+    except yaml.YAMLError:
+        return v
 
 
 def job_record(path: Path) -> dict:

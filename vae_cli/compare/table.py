@@ -87,7 +87,7 @@ def aggregate(runs: list[Run]) -> dict[str, tuple[float, float | None]]:
 
 def shown_metrics(runs: list[Run]) -> list[str]:
     """The metrics some run has; val/loss only beside a run without an ELBO (the VQ-VAE); test/* after."""
-    have = {m for r in runs for m in r.metrics}
+    have = {m for r in runs for m, v in r.metrics.items() if math.isfinite(v)}  # NaN: not applicable
     loss_needed = any("val/loss" in r.metrics and "val/elbo" not in r.metrics for r in runs)
     base = [m for m in METRICS if m in have and (m != "val/loss" or loss_needed)]
     evals = list(EVAL_KEYS.values())  # test/iw_nll, test/elbo, ... in vae-eval's order
