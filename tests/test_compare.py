@@ -111,9 +111,11 @@ def test_running_stopped_failed_and_half_written_runs_show_with_their_status(swe
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.communicate()
-    half = root / "sweep" / sorted(p.name for p in (root / "sweep").iterdir() if p.name.startswith("0_"))[0]
+    half, empty = sorted(p for p in (root / "sweep").iterdir() if p.name[:2] in ("0_", "1_"))
     (events,) = half.rglob("events.out.tfevents.*")
-    events.write_bytes(events.read_bytes()[: events.stat().st_size // 2])  # a writer killed mid-record
+    events.write_bytes(events.read_bytes()[:-30])  # a writer killed mid-record
+    (events,) = empty.rglob("events.out.tfevents.*")
+    events.write_bytes(b"")
     vq = run("model=vqvae", "trainer=debug", "max_steps=5", "device=cpu", f"hydra.run.dir={root / 'vq'}")
     assert vq.returncode == 0, vq.stderr[-2000:]
     before = snapshot(root)
@@ -125,7 +127,8 @@ def test_running_stopped_failed_and_half_written_runs_show_with_their_status(swe
     (failed,) = [r for name, r in rows.items() if name.startswith("0_") and r["latent_dim"] == "0"]
     assert failed["status"] == "failed" and failed["detail"] == "latent_dim=0 must be a positive integer"
     assert failed["val/elbo"] is None
-    assert rows[half.name]["status"] == "finished" and rows[half.name]["val/elbo"] is not None
+    assert rows[half.name]["status"] == "finished" and rows[half.name]["steps"] == 10  # the records before the cut
+    assert rows[empty.name]["val/elbo"] is None and rows[empty.name]["detail"] == "no scalars in the event files yet"
     assert rows["vq"]["val/elbo"] is None and rows["vq"]["val/distortion"] > 0  # a family without an ELBO: blanks
     assert len(rows) == 7
 

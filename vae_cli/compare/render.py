@@ -76,18 +76,23 @@ def notes(table: Table, limit: int | None = None) -> list[str]:
     out = []
     for row in table.rows[:limit]:
         for run in row.runs:
-            what = [run.detail] if run.status != "finished" and run.detail else []
-            what += [run.events.note] if run.events.note and run.status != "failed" else []
-            if what:
-                out.append(f"{run.status}: {label(row, run, table.folded)}: {'; '.join(what)}")
+            if remark(run):
+                out.append(f"{run.status}: {label(row, run, table.folded)}: {remark(run)}")
     head = [f"sorted by {table.sort}" + (" (* best)" if any(r.best for r in table.rows) else "")] if table.sort else []
     folded = [f"n: runs folded into a row (mean ± std over {', '.join(table.folded)})"] if table.folded else []
     return head + folded + out
 
 
+def remark(run) -> str:
+    """The resume command or error of a run that did not finish, and what its events lack."""
+    what = [run.detail] if run.status != "finished" and run.detail else []
+    what += [run.events.note] if run.events.note and run.status != "failed" else []
+    return "; ".join(what)
+
+
 def as_records(table: Table) -> list[dict]:
     return [{"best": row.best, **row.keys, "n": len(row.runs), "status": row.status,
-             "detail": "; ".join(r.detail for r in row.runs if r.detail and r.status != "finished"),
+             "detail": "; ".join(remark(r) for r in row.runs if remark(r)),
              **{k: v for m in table.metrics for k, v in stat_fields(row, m).items()},
              "runs": [str(r.path) for r in row.runs]} for row in table.rows]
 
