@@ -37,21 +37,23 @@ def colours(table: Table) -> list:
 
 
 def rate_distortion(table: Table) -> Figure | None:
-    """Distortion D on x, rate R on y (Alemi et al. 2018), nats; the lines R + D = c are -ELBO = c."""
-    points = [(row, run, c) for row, c in zip(table.rows, colours(table)) for run in row.runs
-              if {"val/rate", "val/distortion"} <= run.metrics.keys()]
-    if not points:
+    """Distortion D on x, rate R on y (Alemi et al. 2018), nats; the lines R + D = c are -ELBO = c. One point
+    per run, a row's runs in one colour, the row's label at their mean."""
+    rows = [(row, c, [(r.metrics["val/distortion"], r.metrics["val/rate"]) for r in row.runs
+                      if {"val/rate", "val/distortion"} <= r.metrics.keys()]) for row, c in zip(table.rows, colours(table))]
+    rows = [(row, c, points) for row, c, points in rows if points]
+    if not rows:
         return None
     fig = Figure(figsize=RD_SIZE)
     ax = fig.add_subplot()
-    for row, run, c in points:
-        d, r = run.metrics["val/distortion"], run.metrics["val/rate"]
-        ax.scatter(d, r, color=c, s=36, zorder=3)
-        ax.annotate(label(row, run, table.folded), (d, r), xytext=(4, 4), textcoords="offset points", fontsize=7)
+    for row, c, points in rows:
+        ax.scatter(*zip(*points), color=c, s=30, zorder=3)
+        centre = [sum(v) / len(points) for v in zip(*points)]
+        ax.annotate(label(row), centre, xytext=(6, 6), textcoords="offset points", fontsize=8, zorder=4)
     ax.margins(0.15)
     iso_lines(ax)
     ax.set(xlabel="distortion D = -E log p(x|z)  (nats, final val)", ylabel="rate R = KL(q(z|x) || p(z))  (nats)",
-           title="rate-distortion plane; dashed: R + D = -ELBO")
+           title="rate-distortion plane; dashed: R + D = -ELBO (nats)")
     ax.grid(alpha=0.3)
     return fig
 
