@@ -205,3 +205,23 @@ def test_the_c_checksum_given_to_tensorboard_equals_its_own():
     assert stub.masked_crc32c is not pure
     for data in (b"", b"\x00" * 9, b"123456789", os.urandom(4096)):
         assert stub.masked_crc32c(data) == pure(data)
+
+
+def test_status_from_the_lock_error_txt_train_log_and_checkpoints(tmp_path):
+    from vae_cli.compare.status import run_status
+    from vae_cli.training.rundir import lock
+
+    held = lock(tmp_path)  # as vae-train holds it: another open file, so the probe sees it as another holder's
+    assert run_status(tmp_path) == ("running", f"PID {os.getpid()} on {os.uname().nodename}")
+    held.close()
+    assert run_status(tmp_path)[0] == "failed"  # ended before any checkpoint, no error recorded
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "step_000000010.pt").write_bytes(b"")
+    assert run_status(tmp_path) == ("stopped", f"vae-train resume={tmp_path}")
+    start, done = "[t][vae_cli][INFO] - run dir /x | device cpu\n", "[t][vae_cli][INFO] - done: val elbo -1\n"
+    (tmp_path / "train.log").write_text(start + done)
+    assert run_status(tmp_path) == ("finished", "")
+    (tmp_path / "train.log").write_text(start + done + start)  # resumed for more steps, then killed
+    assert run_status(tmp_path)[0] == "stopped"
+    (tmp_path / "error.txt").write_text("Traceback (most recent call last):\n  File x\nValueError: bad shape\n")
+    assert run_status(tmp_path) == ("failed", "ValueError: bad shape")

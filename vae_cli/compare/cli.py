@@ -73,7 +73,10 @@ def run(argv: list[str]) -> None:
         write(out, text)
         print(f"vae-compare: wrote {out} ({len(table.rows)} rows)", file=sys.stderr)
     if options.get("plot"):
-        from vae_cli.compare.plots import write_plots
+        try:
+            from vae_cli.compare.plots import write_plots
+        except ImportError as e:
+            raise UserError(f"plot= needs matplotlib ({e}): pip install -e \".[plot]\"") from None
 
         for path in write_plots(table, Path(options["plot"]).expanduser()):
             print(f"vae-compare: wrote {path}", file=sys.stderr)
