@@ -16,7 +16,7 @@ import pytest
 from vae_cli.compare.runs import Run
 from vae_cli.compare.table import varied_keys
 
-SWEEP = ["beta=1,4", "seed=0,1", "max_steps=10"]
+SWEEP = ["beta=1,4", "seed=0,1", "max_steps=10", "trainer.eval_every=5"]  # validations at steps 5 and 10
 
 
 def compare(*args: str) -> subprocess.CompletedProcess:
@@ -63,6 +63,7 @@ def test_a_sweep_tabulates_beta_with_seeds_folded_and_the_values_the_events_hold
     assert sorted(r["beta"] for r in rows) == ["1", "4"] and [r["n"] for r in rows] == [2, 2]
     for row in rows:
         series = [scalars(run) for run in row["runs"]]
+        assert all(len(s["val/elbo"]) == 2 for s in series)  # so the final value is not the only one
         best = [max(s["val/elbo"]) for s in series]
         assert row["val/best_elbo"] == pytest.approx(statistics.fmean(best), rel=1e-12)
         assert row["val/best_elbo_std"] == pytest.approx(statistics.stdev(best), rel=1e-9)
