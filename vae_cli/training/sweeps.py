@@ -73,7 +73,8 @@ def _swept_keys(sweep_dir: Path) -> set[str] | None:
 
 
 class SweepSummary(Callback):
-    """After a sweep: one line, `N of M jobs passed; failed: ...`; FAILED tells train_main to exit non-zero."""
+    """After a sweep: one line, `N of M jobs passed; failed: ...`, then vae-compare's best rows; FAILED tells
+    train_main to exit non-zero."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         FAILED.clear()
