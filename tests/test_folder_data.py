@@ -8,7 +8,7 @@ from imagefiles import class_folders, flat_folder, picture, save_as
 from PIL import Image
 
 from vae_cli.data import folder_images, torchvision_images
-from vae_cli.data.cache import check_fits
+from vae_cli.data.cache import check_device_fits, check_fits
 from vae_cli.errors import ConfigError, DataError
 
 
@@ -150,6 +150,13 @@ def test_a_cache_too_big_for_memory_names_image_size():
         check_fits(200_000, (3, 128, 128), "dataset.image_size", available=8 * 2**30)
     assert "need 18.3 GiB" in str(e.value) and "lower dataset.image_size (e.g. dataset.image_size=64)" in str(e.value)
     check_fits(1000, (3, 64, 64), "dataset.image_size", available=8 * 2**30)  # 24 MiB: fine
+
+
+def test_images_too_big_for_the_device_name_image_size():
+    with pytest.raises(DataError, match=r"the images take 3.0 GiB and cuda has 4.0 GiB free: lower "
+                                        r"dataset.image_size"):
+        check_device_fits(3 * 2**30, torch.device("cuda"), free=4 * 2**30)
+    check_device_fits(1 * 2**30, torch.device("cuda"), free=4 * 2**30)
 
 
 def test_a_data_dir_of_images_points_at_dataset_folder_and_writes_nothing(tmp_path):

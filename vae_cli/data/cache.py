@@ -100,3 +100,14 @@ def check_fits(num: int, shape: tuple[int, int, int], knob: str, available: int 
         raise DataError(f"{num} images of {shape[0]}x{shape[1]}x{shape[2]} need {need / 2**30:.1f} GiB in "
                         f"memory but {available / 2**30:.1f} GiB are available: lower {knob} (e.g. "
                         f"{knob}={max(shape[1] // 2, 8)}) or use fewer images")
+
+
+def check_device_fits(num_bytes: int, device: torch.device, free: int | None = None) -> None:
+    """The uint8 images go to the training device whole: on CUDA they may take at most half its free memory
+    (the model, activations and optimizer need the rest)."""
+    if device.type != "cuda" and free is None:
+        return
+    free = torch.cuda.mem_get_info(device)[0] if free is None else free
+    if num_bytes > free // 2:
+        raise DataError(f"the images take {num_bytes / 2**30:.1f} GiB and {device} has {free / 2**30:.1f} GiB free: "
+                        f"lower dataset.image_size (or use fewer images, or device=cpu)")

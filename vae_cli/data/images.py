@@ -31,6 +31,10 @@ class ImageData:
     fingerprint: str = ""  # own images (folder, celeba): the decoded cache's key, naming what was read
 
     @property
+    def nbytes(self) -> int:
+        return sum(s.images.numel() for s in (self.train, self.val, self.test))
+
+    @property
     def image_shape(self) -> tuple[int, int, int]:
         return tuple(self.train.images.shape[1:])
 
