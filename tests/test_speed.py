@@ -5,6 +5,8 @@ import torch
 import inspect
 
 from vae_cli.build import build_data, build_model, build_objective, build_trainer, set_run_length
+from vae_cli.training.trainer import Run
+from vae_cli.training.vae_task import VAETask
 
 
 def fit_debug(cfg_factory, tmp_path, *overrides):
@@ -15,7 +17,7 @@ def fit_debug(cfg_factory, tmp_path, *overrides):
     set_run_length(cfg, len(data.train))
     model, objective = build_model(cfg, data.image_shape), build_objective(cfg)
     trainer = build_trainer(cfg)
-    val = trainer.fit(model, objective, data, torch.device("cpu"), tmp_path, {}, "", {})
+    val = trainer.fit(VAETask(model, objective, data), torch.device("cpu"), Run(tmp_path, {}))
     return trainer, model, data, objective, val
 
 
