@@ -93,3 +93,31 @@ def test_bad_loop_knobs_are_refused_before_data_loads(vq, tmp_path):
     with pytest.raises(ConfigError, match=r"^trainer.nonfinite='sometimes' must be raise or skip$"):
         fit_code_prior(prior_cfg(vq, "trainer.nonfinite=sometimes", "data_dir=/nonexistent"), tmp_path)
     assert not (tmp_path / "tb").exists()
+
+
+def test_sigterm_through_the_cli_saves_exits_143_and_resume_finishes(vq, tmp_path):
+    """The real vae-prior: SIGTERM mid-fit writes a checkpoint and exits 143; `vae-prior resume=<run dir>` (its
+    overrides come from the run dir) trains on to max_steps and writes prior.pt."""
+    import subprocess
+    import sys
+
+    from clitools import env, wait_for
+
+    exe = str(Path(sys.executable).parent / "vae-prior")
+    run_dir = tmp_path / "prior"
+    base = [a for a in PRIOR if not a.startswith(("max_steps=", "eval_every="))]
+    args = [f"ckpt={vq}", *base, "max_steps=4000", "eval_every=2000", "trainer.keep_last=1",
+            "trainer.eval_every=20", "trainer.log_every=10", f"hydra.run.dir={run_dir}"]
+    proc = subprocess.Popen([exe, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env())
+    wait_for("checkpoints/step_*.pt", run_dir, proc, timeout=120)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143 and "Traceback" not in err, err
+    stopped = load(run_dir / "checkpoints" / "last.pt")["step"]
+    assert 0 < stopped < 4000
+    done = subprocess.run([exe, f"resume={run_dir}", "max_steps=" + str(stopped + 3)], capture_output=True,
+                          text=True, env=env(), timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert f"resuming at step {stopped} " in done.stderr + done.stdout
+    assert load(run_dir / "checkpoints" / "last.pt")["step"] == stopped + 3
+    assert load(vq.parent / "prior.pt")["task"] == "code_prior"

@@ -7,6 +7,7 @@ from dataclasses import MISSING, dataclass, fields
 from numbers import Real
 
 from vae_cli.errors import ConfigError
+from vae_cli.training.progress import check_setting
 
 COMPILE_MODES = (None, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
@@ -55,9 +56,7 @@ class Reporting:
 
     def __post_init__(self):
         _check("log_every", self.log_every, _int(self.log_every) and self.log_every > 0, "a positive integer")
-        _check("progress", self.progress, str(self.progress).lower() in ("auto", "true", "false"),
-               "auto, true or false")
-        object.__setattr__(self, "progress", str(self.progress).lower())
+        object.__setattr__(self, "progress", check_setting(self.progress))  # 'auto', 'true' or 'false'
 
 
 @dataclass(frozen=True)
