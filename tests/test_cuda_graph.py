@@ -83,7 +83,7 @@ def test_every_family_captures_or_says_why(overrides, caplog):
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("cuda_graph:")]
     assert len(lines) == 1, lines
     print(f"{' '.join(overrides) or 'default'}: {lines[0]}")
-    why = graph_obstacle(torch.device("cuda"), trainer.compile, False)
+    why = graph_obstacle(torch.device("cuda"), trainer.speed.compile, False)
     assert lines[0] == (f"cuda_graph: eager steps: {why}" if why else
                         "cuda_graph: the training step is captured as one CUDA graph and replayed")
     assert all(v == v for v in val.values() if isinstance(v, float))  # no NaN

@@ -78,7 +78,7 @@ def test_the_step_function_takes_no_python_value_that_changes_per_step(cfg_facto
         for name, value in knobs.items():
             assert torch.as_tensor(value).item() == pytest.approx(objective.knobs(s)[name], rel=1e-6), name
     lr = trainer.opt.param_groups[0]["lr"]  # set for the last update, step 5
-    assert lr == pytest.approx(trainer.sched.value(5) * trainer.lr, rel=1e-6)
+    assert lr == pytest.approx(trainer.sched.value(5) * trainer.loop.lr, rel=1e-6)
 
 
 def test_cuda_graph_true_off_cuda_is_one_config_error_before_training(cfg_factory, tmp_path):
