@@ -12,6 +12,7 @@ from omegaconf import DictConfig
 from torch.utils.tensorboard import SummaryWriter
 
 from vae_cli.apps.common import check_out_dir, checkpoint_path, load, output_dir
+from vae_cli.apps.eval_report import setting_name, setting_text, write_kl_chart
 from vae_cli.apps.prior import code_prior_path, load_code_prior
 from vae_cli.data import prepare_fixed
 from vae_cli.errors import ConfigError, UserError
@@ -27,7 +28,7 @@ KINDS = frozenset(LatentKind)  # every family: density families get ELBO / IW-NL
 
 
 def check_eval_config(cfg: DictConfig) -> None:
-    for key in ("k", "k_chunk", "batch_size"):
+    for key in ("k", "k_chunk", "batch_size", "quality_samples"):
         if not isinstance(cfg[key], int) or cfg[key] < 1:
             raise ConfigError(f"{key}={cfg[key]!r} must be a positive integer")
     if cfg.split not in SPLITS:
@@ -46,8 +47,11 @@ def run_eval(cfg: DictConfig) -> dict:
     split = getattr(data, cfg.split)
     x = prepare_fixed(model.likelihood.prepare, split.images[: cfg.num_examples].to(device), cfg.seed)
     y = split.labels[: cfg.num_examples].to(device)
-    log.info(f"{ckpt} (step {state['step']}): {cfg.split} split of {data.name}, {len(x)} examples, k={cfg.k}")
-    head = {"checkpoint": str(ckpt), "step": int(state["step"]), "version": state.get("version"),
+    setting = setting_name(cfg)
+    log.info(f"{ckpt} (step {state['step']}): {cfg.split} split of {data.name}, {len(x)} of {len(split.images)} "
+             f"examples, k={cfg.k}: " + ("preset=paper" if setting == "paper" else
+                                         f"{setting} setting (preset=paper: the paper-grade number)"))
+    head = {"setting": setting, "split_size": len(split.images),"checkpoint": str(ckpt), "step": int(state["step"]), "version": state.get("version"),
             "family": type(model).__name__, "latent_kind": model.latent_kind.value, "dataset": data.name,
             "split": cfg.split, "num_examples": len(x), "seed": cfg.seed, "data_noise": noise_name(model.likelihood),
             "likelihood": type(model.likelihood).__name__, "device": str(device)}
@@ -159,11 +163,12 @@ def write_eval(cfg: DictConfig, ckpt: Path, record: dict, scores, labels: torch.
     (out / "metrics.json").write_text(finite_json(record))
     if cfg.score:
         write_scores(out / f"scores-{cfg.split}.csv", scores, labels)
-    log_eval_tensorboard(tb, record)
+    chart = write_kl_chart(out / "kl_per_dim.png", record["collapse"])
+    log_eval_tensorboard(tb, record, chart)
     table = eval_table(record)
     (out / "report.txt").write_text(table + "\n")
     print(table)
-    log.info(f"wrote {out / 'metrics.json'}, {out / 'report.txt'}" +
+    log.info(f"wrote {out / 'metrics.json'}, {out / 'report.txt'}" + (f", {out / 'kl_per_dim.png'}" if chart else "") +
              (f" and {out / f'scores-{cfg.split}.csv'}" if cfg.score else ""))
 
 
@@ -188,9 +193,11 @@ def scalar_items(record: dict) -> dict[str, float]:
     return out
 
 
-def log_eval_tensorboard(tb: Path, record: dict) -> None:
-    """`<split>/...` scalars at the checkpoint's step, and the collapse report and table as text."""
+def log_eval_tensorboard(tb: Path, record: dict, kl_chart=None) -> None:
+    """`<split>/...` scalars at the checkpoint's step, the collapse report and table as text, the KL chart."""
     with SummaryWriter(str(tb)) as writer:
+        if kl_chart is not None:
+            writer.add_figure(f"{record['split']}/kl_per_dim", kl_chart, record["step"])
         for name, value in scalar_items(record).items():
             writer.add_scalar(f"{record['split']}/{name}", value, record["step"])
         writer.add_text(f"{record['split']}/collapse_report", collapse_text(record["collapse"]), record["step"])
@@ -199,7 +206,8 @@ def log_eval_tensorboard(tb: Path, record: dict) -> None:
 
 def collapse_text(c: dict) -> str:
     kl = c["kl_per_dim_sorted"]
-    lines = [c["verdict"], "", f"active units: {c['active_units'] if c['active_units'] is not None else 'n/a'}"]
+    lines = [c["verdict"], "", f"active units (Var_x E[z_j|x] > {c['active_units_threshold']:g}): "
+                               f"{c['active_units'] if c['active_units'] is not None else 'n/a'}"]
     lines.append("KL per dim (nats, sorted): " + ("not applicable (no closed-form per-dim KL)" if kl is None else
                                                    ", ".join(f"z{j}={v:.3f}" for j, v in kl)))
     return "\n\n".join(lines)
@@ -209,26 +217,53 @@ def number(x: float) -> str:
     return f"{x:.3f}" if math.isfinite(x) else "n/a"
 
 
-def eval_table(r: dict) -> str:
-    c, q = r["collapse"], r["sample_quality"]
-    rows = [(f"{r['split']} examples", f"{r['num_examples']}  ({r['dataset']}, step {r['step']}, seed {r['seed']}: "
-                                        f"{r['data_noise']})"),
-            ("ELBO", f"{r['elbo']:.3f} nats  ({r['bits_per_dim']:.4f} bits/dim)"),
-            ("  distortion / rate", f"{r['distortion']:.3f} / {r['rate']:.3f} nats"),
-            (f"IW-NLL (k={r['k']})", f"{r['iw_nll']:.3f} ± {number(r['iw_nll_stderr'])} nats  "
-                                     f"({r['iw_nll_bits_per_dim']:.4f} bits/dim)"),
-            ("  -ELBO - IW-NLL", f"{r['iw_gap']:.3f} nats"),
-            ("active units", "n/a" if c["active_units"] is None else str(c["active_units"])),
-            ("I(x;z)", "n/a" if c["mutual_information"] is None else f"{c['mutual_information']:.3f} nats  (the "
-                       f"estimate is at most log N = {c['mutual_information_max']:.3f})"),
-            ("collapse", c["verdict"])]
+def of(n: int | None, d: int | None) -> str:
+    return "n/a" if n is None else f"{n} of {d}"
+
+
+def collapse_rows(c: dict) -> list[tuple[str, str, str]]:
+    """Two criteria under their own names and thresholds, I(x;z), the verdict, and per layer for hierarchies."""
+    d, thr = c["num_dims"], c["kl_threshold"]
+    rows = [("active units", f"{of(c['active_units'], d)}  (Var_x E[z_j|x] > {c['active_units_threshold']:g})",
+             "more: more dims in use")]
+    if c["kl_per_dim"] is not None:
+        rows.append((f"dims with KL >= {thr:g}", f"{of(d - len(c['collapsed_dims']), d)}  (mean KL per dim, nats)",
+                     "more: fewer collapsed dims"))
+    rows += [("I(x;z)", "n/a" if c["mutual_information"] is None else f"{c['mutual_information']:.3f} nats  (at "
+              f"most log N = {c['mutual_information_max']:.3f})", "higher: z says more about x"),
+             ("collapse", c["verdict"], "")]
     for layer in c.get("per_layer") or []:  # hierarchies: z_1 (next to x) ... z_L
         kl = "n/a" if layer["kl"] is None else f"{layer['kl']:.3f} nats"
         au = "n/a" if layer["active_units"] is None else f"{layer['active_units']}/{layer['dims']} active"
-        rows.append((f"  layer z_{layer['layer']}", f"{layer['dims']} dims, KL {kl}, {au}"))
-    if q is not None:
-        rows.append(("classifier FD", f"{q['classifier_fd']:.3f}  (NOT Inception FID; label entropy "
-                                      f"{q['label_entropy']:.3f}, marginal {q['marginal_label_entropy']:.3f} nats)"))
-    width = max(len(k) for k, _ in rows)
-    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+        rows.append((f"  layer z_{layer['layer']}", f"{layer['dims']} dims, KL {kl}, {au}", ""))
+    return rows
 
+
+def quality_rows(q: dict) -> list[tuple[str, str, str]]:
+    """Classifier-feature scores of prior samples against test images, each with the way that is better."""
+    k = f"{q['num_samples']} each, k={q['nearest_k']}"
+    return [("classifier FD", f"{q['classifier_fd']:.3f}  (NOT Inception FID)", "lower is better"),
+            ("precision / recall", f"{number(q['precision'])} / {number(q['recall'])}  ({k})",
+             "higher: samples look real / the data is covered"),
+            ("density / coverage", f"{number(q['density'])} / {number(q['coverage'])}  ({k})",
+             "higher (density may exceed 1)"),
+            ("label entropy", f"{q['label_entropy']:.3f} nats  (of the mean label {q['marginal_label_entropy']:.3f}"
+                              f", at most {q['max_label_entropy']:.3f})", "lower: confident; of the mean: higher")]
+
+
+def eval_table(r: dict) -> str:
+    rows = [(f"{r['split']} examples", f"{r['num_examples']} of {r['split_size']}  ({r['dataset']}, step "
+                                        f"{r['step']}, seed {r['seed']}: {r['data_noise']})", ""),
+            ("ELBO", f"{r['elbo']:.3f} nats  ({r['bits_per_dim']:.4f} bits/dim)", "higher is better"),
+            ("  distortion / rate", f"{r['distortion']:.3f} / {r['rate']:.3f} nats",
+             "distortion lower; rate = the KL paid"),
+            (f"IW-NLL (k={r['k']})", f"{r['iw_nll']:.3f} ± {number(r['iw_nll_stderr'])} nats  "
+                                     f"({r['iw_nll_bits_per_dim']:.4f} bits/dim)", "lower is better"),
+            ("  -ELBO - IW-NLL", f"{r['iw_gap']:.3f} nats", "lower: a tighter ELBO"),
+            *collapse_rows(r["collapse"]),
+            *(quality_rows(r["sample_quality"]) if r["sample_quality"] is not None else []),
+            ("setting", setting_text(r), "")]
+    width = max(len(name) for name, _, _ in rows)
+    value_width = max(len(value) for _, value, better in rows if better)
+    return "\n".join(f"{name:<{width}}  {value:<{value_width}}  {better}".rstrip() if better else
+                     f"{name:<{width}}  {value}" for name, value, better in rows)
