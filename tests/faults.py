@@ -23,3 +23,23 @@ class NonFiniteAt(ELBO):
             terms["loss"] = terms["loss"] + bad  # NaN flows into the loss and every gradient
             terms[self.term] = terms[self.term] + bad
         return terms
+
+
+class Stall:
+    """A vae-sample mode that says 'stalling' on stdout and then waits, so a test can signal a run mid-work.
+    Not a config option: tests select it with mode._target_=faults.Stall (any mode knobs are accepted)."""
+
+    name = "stall"
+
+    def __init__(self, **knobs):
+        self.knobs = knobs
+
+    def check(self, family: type) -> None:
+        pass
+
+    def __call__(self, ctx) -> dict:
+        import time
+
+        print("stalling", flush=True)
+        time.sleep(120)
+        return {}
