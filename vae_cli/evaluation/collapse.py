@@ -123,4 +123,5 @@ def disagreement(collapsed: list[int], kl, au_var) -> str:
     both = [j for j in collapsed if au_var[j] > AU_THRESHOLD]
     if not both:
         return ""
-    return f"; {len(both)} of them still count as active units (their means vary across x): {both}"
+    verb = "counts" if len(both) == 1 else "count"
+    return f"; {len(both)} of them still {verb} as active units (their means vary across x): {both}"
