@@ -99,3 +99,12 @@ def test_kl_per_dim_chart_is_written_and_logged(evaluated):
     assert chart.size[0] >= 600 and chart.size[1] >= 400
     tags = EventAccumulator(str(out / "tb")).Reload().Tags()["images"]
     assert "test/kl_per_dim" in tags
+
+
+def test_preset_files_are_package_data():
+    import tomllib
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert "vae_cli.eval_configs" in project["packages"]
+    assert project["package-data"]["vae_cli.eval_configs"] == ["*/*.yaml"]
+    assert {p.stem for p in (REPO / "vae_cli" / "eval_configs" / "preset").glob("*.yaml")} == {"quick", "paper"}
