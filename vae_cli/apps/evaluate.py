@@ -12,7 +12,8 @@ from omegaconf import DictConfig
 from torch.utils.tensorboard import SummaryWriter
 
 from vae_cli.apps.common import check_out_dir, checkpoint_path, load, output_dir
-from vae_cli.apps.eval_report import setting_name, setting_text, write_kl_chart
+from vae_cli.apps.eval_report import (collapse_rows, number, quality_rows, setting_name, setting_text,
+                                     write_kl_chart)
 from vae_cli.apps.evaluate_sweep import run_eval_sweep, settings, sweep_runs
 from vae_cli.apps.prior import code_prior_path, load_code_prior
 from vae_cli.data import prepare_fixed
@@ -219,44 +220,6 @@ def collapse_text(c: dict) -> str:
     lines.append("KL per dim (nats, sorted): " + ("not applicable (no closed-form per-dim KL)" if kl is None else
                                                    ", ".join(f"z{j}={v:.3f}" for j, v in kl)))
     return "\n\n".join(lines)
-
-
-def number(x: float) -> str:
-    return f"{x:.3f}" if math.isfinite(x) else "n/a"
-
-
-def of(n: int | None, d: int | None) -> str:
-    return "n/a" if n is None else f"{n} of {d}"
-
-
-def collapse_rows(c: dict) -> list[tuple[str, str, str]]:
-    """Two criteria under their own names and thresholds, I(x;z), the verdict, and per layer for hierarchies."""
-    d, thr = c["num_dims"], c["kl_threshold"]
-    rows = [("active units", f"{of(c['active_units'], d)}  (Var_x E[z_j|x] > {c['active_units_threshold']:g})",
-             "more: more dims in use")]
-    if c["kl_per_dim"] is not None:
-        rows.append((f"dims with KL >= {thr:g}", f"{of(d - len(c['collapsed_dims']), d)}  (mean KL per dim, nats)",
-                     "more: fewer collapsed dims"))
-    rows += [("I(x;z)", "n/a" if c["mutual_information"] is None else f"{c['mutual_information']:.3f} nats  (at "
-              f"most log N = {c['mutual_information_max']:.3f})", "higher: z says more about x"),
-             ("collapse", c["verdict"], "")]
-    for layer in c.get("per_layer") or []:  # hierarchies: z_1 (next to x) ... z_L
-        kl = "n/a" if layer["kl"] is None else f"{layer['kl']:.3f} nats"
-        au = "n/a" if layer["active_units"] is None else f"{layer['active_units']}/{layer['dims']} active"
-        rows.append((f"  layer z_{layer['layer']}", f"{layer['dims']} dims, KL {kl}, {au}", ""))
-    return rows
-
-
-def quality_rows(q: dict) -> list[tuple[str, str, str]]:
-    """Classifier-feature scores of prior samples against test images, each with the way that is better."""
-    k = f"{q['num_samples']} each, k={q['nearest_k']}"
-    return [("classifier FD", f"{q['classifier_fd']:.3f}  (NOT Inception FID)", "lower is better"),
-            ("precision / recall", f"{number(q['precision'])} / {number(q['recall'])}  ({k})",
-             "higher: samples look real / the data is covered"),
-            ("density / coverage", f"{number(q['density'])} / {number(q['coverage'])}  ({k})",
-             "higher (density may exceed 1)"),
-            ("label entropy", f"{q['label_entropy']:.3f} nats  (of the mean label {q['marginal_label_entropy']:.3f}"
-                              f", at most {q['max_label_entropy']:.3f})", "lower: confident; of the mean: higher")]
 
 
 def eval_table(r: dict) -> str:
