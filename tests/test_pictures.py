@@ -66,7 +66,8 @@ def test_traverse_rows_follow_the_closed_form_kl_per_dim():
 def test_latent_manifold_has_z_axes_ticked_at_the_grid_values():
     pytest.importorskip("matplotlib")
     q = torch.distributions.Normal(0.0, 1.0).icdf(torch.linspace(0.05, 0.95, 6))
-    fig = manifold_figure(images(36), q, 6)
+    z2, z1 = torch.meshgrid(q.flip(0), q, indexing="ij")
+    fig = manifold_figure(images(36), torch.stack([z1, z2], dim=-1).flatten(0, 1), 6)  # as Family.edit_grid
     ax = fig.axes[0]
     assert (ax.get_xlabel(), ax.get_ylabel()) == ("z_1", "z_2")
     assert [t.get_text() for t in ax.get_xticklabels()] == [f"{float(v):+.2f}" for v in q]

@@ -105,10 +105,10 @@ def kl_figure(collapse: dict):
     return fig
 
 
-def write_kl_chart(path: Path, collapse: dict):
-    """kl_per_dim.png where the posterior has a per-dim KL and matplotlib is installed; returns the figure
-    (for TensorBoard) or None."""
-    if collapse["kl_per_dim_sorted"] is None:
+def write_kl_chart(path: Path, collapse: dict | None):
+    """kl_per_dim.png where the posterior has a per-dim KL (`collapse`: the report's collapse entry, None for a
+    family without one) and matplotlib is installed; returns the figure (for TensorBoard) or None."""
+    if collapse is None or collapse["kl_per_dim_sorted"] is None:
         return None
     try:
         fig = kl_figure(collapse)

@@ -57,22 +57,12 @@ class Traverse(Mode):
         rows = [f"z{int(j)}  {score_name} {float(score[j]):.2f}" for j in order]
         x, y = ctx.x[self.image : self.image + 1], ctx.y[self.image : self.image + 1]
         point = ctx.model.encode_point(x, y)[0]  # (D,) or categorical logits (N, C)
-        if ctx.model.latent_kind == LatentKind.CATEGORICAL:
-            return {"traverse": self._classes(ctx, point, order, rows)}
-        z = point.repeat(len(order), self.steps, 1)  # (R, T, D)
-        values = torch.linspace(self.low, self.high, self.steps, device=z.device)
-        z[torch.arange(len(order)), :, order] = values  # row r varies dim order[r]
-        images = decode_mean(ctx.model, z.flatten(0, 1), y.expand(z.shape[0] * self.steps))
-        columns = [f"{float(v):+.2g}" for v in values]
-        return {"traverse": grid(images, self.steps, col_labels=columns, row_labels=rows)}
-
-    def _classes(self, ctx: Context, logits: torch.Tensor, order: torch.Tensor, rows: list[str]) -> torch.Tensor:
-        """logits (N, C): row r sets latent order[r] to class 0 .. C-1 -> (R*C) images, C per row."""
-        n, c = logits.shape
-        one_hot = F.one_hot(logits.argmax(-1), c).float().repeat(len(order), c, 1, 1)  # (R, C, N, C)
-        one_hot[torch.arange(len(order)), :, order] = torch.eye(c, device=logits.device)  # class k in column k
-        images = ctx.model.likelihood.mean(ctx.model.decode(one_hot.flatten(0, 1))).float().clamp(0, 1)
-        return grid(images, c, col_labels=[f"class {k}" for k in range(c)], row_labels=rows)
+        values = torch.linspace(self.low, self.high, self.steps, device=point.device)
+        p_x, columns = ctx.model.traverse(point, order, values, y)  # row r varies dim order[r]
+        labels = ([f"class {k}" for k in range(columns)] if ctx.model.latent_kind == LatentKind.CATEGORICAL
+                  else [f"{float(v):+.2g}" for v in values])  # categorical rows set each class in turn
+        return {"traverse": grid(ctx.model.likelihood.mean(p_x).float().clamp(0, 1), columns, col_labels=labels,
+                                 row_labels=rows)}
 
 
 class Arithmetic(Mode):
@@ -139,19 +129,16 @@ class LatentMap(Mode):
         if z.shape[1] < 2:
             raise UserError(f"mode=latent_map needs latent_dim >= 2; this model has latent_dim={z.shape[1]}")
         out = {"latent_scatter": scatter_image(project_2d(z), y, z.shape[1])}
-        if z.shape[1] == 2 and ctx.model.latent_kind in (LatentKind.CONTINUOUS, LatentKind.HIERARCHY):
-            out["latent_manifold"] = self.manifold(ctx)
+        points = ctx.model.edit_grid(self.grid_size)  # (G*G, 2) for a 2-D Gaussian edit space, else None
+        if points is not None:
+            out["latent_manifold"] = self.manifold(ctx, points.to(ctx.x.device))
         return out
 
-    def manifold(self, ctx: Context) -> torch.Tensor:
-        """Decoded z on a grid of standard-normal quantiles in (0.05, 0.95)^2, drawn with z_1 and z_2 axes whose
-        ticks are the z values of the columns and rows; top row = high z_2."""
-        p = torch.linspace(0.05, 0.95, self.grid_size)
-        q = torch.distributions.Normal(0.0, 1.0).icdf(p)
-        z2, z1 = torch.meshgrid(q.flip(0), q, indexing="ij")
-        z = torch.stack([z1, z2], dim=-1).flatten(0, 1).to(ctx.x.device)  # (G*G, 2)
+    def manifold(self, ctx: Context, z: torch.Tensor) -> torch.Tensor:
+        """The decoded grid of edit-space points (G*G, 2), one row of the picture per grid row, drawn on z_1 and
+        z_2 axes ticked with the points' values."""
         y = torch.zeros(len(z), dtype=torch.long, device=z.device)
-        return figure_tensor(manifold_figure(decode_mean(ctx.model, z, y), q, self.grid_size))
+        return figure_tensor(manifold_figure(decode_mean(ctx.model, z, y), z.cpu(), self.grid_size))
 
 
 def project_2d(z: torch.Tensor) -> torch.Tensor:
@@ -176,9 +163,9 @@ def scatter_image(points: torch.Tensor, labels: torch.Tensor, latent_dim: int) -
     return figure_tensor(fig)
 
 
-def manifold_figure(images: torch.Tensor, q: torch.Tensor, size: int):
-    """images (G*G, C, h, w), row-major from the top-left, decoded at z = (q[col], q[G-1-row]) -> a figure with
-    the z_1 axis under the grid and the z_2 axis beside it, ticked at every few cells' z values."""
+def manifold_figure(images: torch.Tensor, z: torch.Tensor, size: int):
+    """images (G*G, C, h, w) decoded at the points z (G*G, 2), both row-major from the top-left -> a figure with
+    the z_1 axis under the grid and the z_2 axis beside it, ticked at every few cells with their z values."""
     plt = pyplot("mode=latent_map")
     h, w = images.shape[-2:]
     picture = torch.cat([torch.cat(list(row), dim=-1) for row in images.view(size, size, *images.shape[1:])], dim=-2)
@@ -186,7 +173,7 @@ def manifold_figure(images: torch.Tensor, q: torch.Tensor, size: int):
     pixels = picture[0] if picture.shape[0] == 1 else picture.permute(1, 2, 0)  # (H, W) or (H, W, 3)
     ax.imshow(pixels.float().cpu().numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     ticks = range(0, size, max(1, size // 6))
-    ax.set_xticks([(i + 0.5) * w for i in ticks], [f"{float(q[i]):+.2f}" for i in ticks])
-    ax.set_yticks([(i + 0.5) * h for i in ticks], [f"{float(q[size - 1 - i]):+.2f}" for i in ticks])
+    ax.set_xticks([(i + 0.5) * w for i in ticks], [f"{float(z[i, 0]):+.2f}" for i in ticks])  # the top row's z_1
+    ax.set_yticks([(i + 0.5) * h for i in ticks], [f"{float(z[i * size, 1]):+.2f}" for i in ticks])  # column 0's z_2
     ax.set(xlabel="z_1", ylabel="z_2", title=f"decoded z over the prior's 5%..95% quantiles ({size} x {size})")
     return fig
