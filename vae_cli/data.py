@@ -8,12 +8,14 @@ import os
 import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Annotated
 from urllib.error import URLError
 
 import torch
 import torch.nn.functional as F
 import torchvision
 
+from vae_cli.checks import RESUMABLE
 from vae_cli.errors import ConfigError, DataError, UserError
 
 log = logging.getLogger("vae_cli")
@@ -55,8 +57,9 @@ def data_root(root: str | None) -> Path:
     return Path(root).expanduser()
 
 
-def torchvision_images(name: str, root: str | None = None, val_size: int = 5000, split_seed: int = 0,
-                       binarizable: bool = True, download: bool = True) -> ImageData:
+def torchvision_images(name: str, root: Annotated[str | None, RESUMABLE] = None, val_size: int = 5000,
+                       split_seed: int = 0, binarizable: bool = True,
+                       download: Annotated[bool, RESUMABLE] = True) -> ImageData:
     """A torchvision image dataset (MNIST, FashionMNIST, CIFAR10); the train set is split into train/val.
 
     Files already under `root` are used as they are; otherwise torchvision downloads them if `download`."""

@@ -6,10 +6,13 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
 import torch
 from torchvision.utils import make_grid
 
+from vae_cli.checks import (BOOL, NONNEG_INT, OPT_POSITIVE, OPT_POSITIVE_INT, POSITIVE, POSITIVE_INT, RESUMABLE, Rule,
+                            check_arguments)
 from vae_cli.training import distributed, speed
 from vae_cli.training.checkpoint import rng_state, save_checkpoint, set_rng_state
 from vae_cli.data import ImageData, IndexBatches, prepare_fixed
@@ -26,6 +29,8 @@ from vae_cli.training.tblog import RunLogger
 
 log = logging.getLogger("vae_cli")
 COMPILE_MODES = (None, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+NONFINITE = Rule(lambda x: x in ("raise", "skip"), "raise or skip")  # see nonfinite.py
+CUDA_GRAPH = Rule(lambda x: x in (True, False, "auto"), "auto, true or false")
 
 
 @dataclass
@@ -36,28 +41,31 @@ class RunState:
 
 
 class Trainer:
-    def __init__(self, max_steps: int, batch_size: int = 128, lr: float = 1e-3, grad_clip: float | None = None,
-                 log_every: int = 100, eval_every: int | None = 1000, eval_batch_size: int = 1000,
-                 precision: str = "fp32", num_images: int = 64, seed: int = 0, keep_last: int = 3,
-                 nonfinite: str = "raise", max_skips: int = 10, compile: bool = False, compile_mode: str | None = None,
-                 tf32: bool = True, channels_last: bool = False, cuda_graph: bool | str = "auto",
-                 threads: int | None = None, optimizer=None, lr_schedule=None, progress: str | bool = "auto",
-                 progress_every_s: float = 30.0):
+    def __init__(self, max_steps: Annotated[int, POSITIVE_INT, RESUMABLE], batch_size: Annotated[int, POSITIVE_INT] = 128,
+                 lr: Annotated[float, POSITIVE] = 1e-3, grad_clip: Annotated[float | None, OPT_POSITIVE] = None,
+                 log_every: Annotated[int, POSITIVE_INT, RESUMABLE] = 100,
+                 eval_every: Annotated[int | None, OPT_POSITIVE_INT, RESUMABLE] = 1000,
+                 eval_batch_size: Annotated[int, POSITIVE_INT, RESUMABLE] = 1000, precision: str = "fp32",
+                 num_images: Annotated[int, POSITIVE_INT, RESUMABLE] = 64, seed: int = 0,
+                 keep_last: Annotated[int, NONNEG_INT, RESUMABLE] = 3,
+                 nonfinite: Annotated[str, NONFINITE, RESUMABLE] = "raise",
+                 max_skips: Annotated[int, POSITIVE_INT, RESUMABLE] = 10, compile: bool = False,
+                 compile_mode: str | None = None, tf32: bool = True, channels_last: bool = False,
+                 cuda_graph: Annotated[bool | str, CUDA_GRAPH] = "auto",
+                 threads: Annotated[int | None, OPT_POSITIVE_INT] = None, optimizer=None, lr_schedule=None,
+                 progress: Annotated[str | bool, RESUMABLE] = "auto",
+                 progress_every_s: Annotated[float, RESUMABLE] = 30.0,
+                 eval_at_start: Annotated[bool, BOOL, RESUMABLE] = True):
         """lr: the base learning rate (configs/optimizer reads it as ${trainer.lr}); optimizer and lr_schedule:
         the `_partial_` nodes of those groups (defaults: Adam at `lr`, constant). threads: applied by the CLI
         before torch starts its thread pool (training/threads.py); recorded here only. eval_every: null = once
-        per epoch."""
-        if max_steps <= 0 or lr <= 0 or log_every <= 0 or (eval_every or 1) <= 0 or eval_batch_size <= 0:
-            raise ConfigError(f"trainer: max_steps={max_steps}, lr={lr}, log_every={log_every}, "
-                              f"eval_every={eval_every}, eval_batch_size={eval_batch_size} must all be > 0")
+        per epoch. eval_at_start: validate (and log images) at step 0 of a fresh run. Each argument's rule and
+        whether a resumed run may change it are annotated (checks.py)."""
+        check_arguments("trainer", Trainer, locals())
         if precision not in ("fp32", "bf16"):
             raise ConfigError(f"trainer.precision={precision!r}; choose fp32 or bf16")
         if compile_mode not in COMPILE_MODES:
             raise ConfigError(f"trainer.compile_mode={compile_mode!r}; choose one of {COMPILE_MODES}")
-        if grad_clip is not None and grad_clip <= 0:
-            raise ConfigError(f"trainer.grad_clip={grad_clip} must be > 0 (or null for no clipping)")
-        if cuda_graph not in (True, False, "auto"):
-            raise ConfigError(f"trainer.cuda_graph={cuda_graph!r}; choose auto, true or false")
         self.max_steps, self.batch_size, self.lr, self.grad_clip = max_steps, batch_size, lr, grad_clip
         self.log_every, self.eval_every = log_every, eval_every
         self.eval_batch_size, self.precision, self.num_images, self.seed = eval_batch_size, precision, num_images, seed
@@ -67,6 +75,7 @@ class Trainer:
         self.optimizer = optimizer or functools.partial(torch.optim.Adam, lr=lr)
         self.lr_schedule = lr_schedule or functools.partial(ConstantLR, total_steps=max_steps)
         self.progress, self.progress_every_s = check_setting(progress), progress_every_s  # progress.py
+        self.eval_at_start = eval_at_start
 
     def autocast(self):
         if self.precision == "bf16":  # validate.check_device: bf16 needs CUDA (tests run the step's CPU form)
@@ -93,7 +102,7 @@ class Trainer:
         self.eval_every = self.eval_every or max(len(data.train) // self.batch_size, 1)  # null: once per epoch
         self.bar = open_progress(self, model, len(data.train), Path(run_dir), state.step)
         try:
-            if resume is None:
+            if resume is None and self.eval_at_start:
                 self._validate(model, objective, state)
             self._loop(model, objective, data, state, stop)
         finally:
