@@ -36,13 +36,13 @@ def make_plan(cfg: DictConfig, run_dir: Path, choices: dict | None = None) -> Pl
     """Every check that needs no data, in one pass; raises a UserError for the first failure."""
     choices = choices or {}
     validate_config(cfg)  # top-level keys, the data-side values
-    classes = part_classes(cfg)
-    check_kinds(cfg, choices, classes)  # keys of every node; group options that cannot combine
     device = distributed.rank_device(resolve_device(cfg.device))
     check_device(cfg, device)
     resume = find_checkpoint(Path(run_dir), cfg.resume) if wants_resume(cfg.get("resume")) else None
     if resume:
         keep_first_start(cfg, resume[0])  # e.g. the cyclical schedule's period
+    classes = part_classes(cfg)
+    check_kinds(cfg, choices, classes)  # keys of every node; group options that cannot combine
     parts = build_data_free(cfg)  # their constructors check their arguments (checks.py)
     check_writable(Path(run_dir) / "checkpoints")
     return Plan(cfg, choices, classes, device, resume, RUN_KEYS + resumable_keys(cfg), parts)
@@ -52,9 +52,9 @@ def fit_to_data(plan: Plan, data: ImageData) -> tuple:
     """The checks and values that need the data: batch size, run length, label count, whether the checkpoint
     fits the config; -> (objective, trainer), built now if the run length waited for the data."""
     cfg = plan.cfg
-    validate_data(cfg, len(data.train))
     set_run_length(cfg, len(data.train))
     set_num_classes(cfg, data.num_classes)
+    validate_data(cfg, len(data.train))
     if plan.resume:
         check_resumable(*plan.resume, OmegaConf.to_container(cfg, resolve=True), plan.may_change)
     return plan.parts or build_data_free(cfg)
