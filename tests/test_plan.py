@@ -32,7 +32,12 @@ def test_the_plan_needs_no_data_and_refuses_data_free_values_before_the_data(tmp
                          ("optimizer.weight_decay=-1", "optimizer: Invalid weight_decay value: -1"),
                          ("lr_schedule=cosine lr_schedule.warmup_steps=-1",
                           "lr_schedule.warmup_steps=-1 must be an integer >= 0"),
-                         ("trainer.eval_at_start=maybe", "trainer.eval_at_start='maybe' must be true or false")]:
+                         ("trainer.eval_at_start=maybe", "trainer.eval_at_start='maybe' must be true or false"),
+                         ("max_steps=null max_epochs=2 trainer.lr=0", "trainer.lr=0 must be a finite number > 0"),
+                         ("dataset.val_size=0", "dataset.val_size=0 must be a positive integer"),
+                         ("model.encoder.hidden_sizes=[]", "model.encoder.hidden_sizes=[] must be a non-empty list of "
+                                                           "positive integers (the last is the feature width)"),
+                         ("likelihood=gaussian likelihood.sigma=-1", "likelihood.sigma=-1 must be a finite number > 0")]:
         cfg = absent_data(cfg_factory, tmp_path, "max_steps=5", *bad.split())
         with pytest.raises(ConfigError) as err:
             run_training(cfg, tmp_path / "run")  # refused by the plan: the data would raise DataError

@@ -16,7 +16,7 @@ from vae_cli.training.checkpoint import check_version, load_checkpoint
 from vae_cli.data import ImageData
 from vae_cli.errors import ConfigError, UserError
 from vae_cli.models.base import check_objective_kind, check_parts
-from vae_cli.checks import resumable
+from vae_cli.checks import check_arguments, resumable
 
 log = logging.getLogger("vae_cli")
 
@@ -149,6 +149,17 @@ def _target_nodes(node: DictConfig, path: str = ""):
     for key in node:
         if not OmegaConf.is_interpolation(node, key) and isinstance(node[key], DictConfig):
             yield from _target_nodes(node[key], f"{path}.{key}" if path else str(key))
+
+
+def check_values(cfg: DictConfig) -> None:
+    """Every `_target_` node's values against the rules annotated on its target's arguments (checks.py), before
+    anything is built: the parts built only from the data (dataset, model) are refused before it loads."""
+    for path, node in _target_nodes(cfg):
+        fn = _object(node._target_)
+        values = OmegaConf.to_container(node, resolve=True)
+        pending = [k for k, v in values.items() if v is None and OmegaConf.is_interpolation(node, k)]  # ${max_steps}
+        if fn is not None:  # before the data, under max_epochs: its constructor checks it once it is known
+            check_arguments(path, fn, {k: v for k, v in values.items() if k not in pending})
 
 
 def resumable_keys(cfg: DictConfig) -> tuple[str, ...]:

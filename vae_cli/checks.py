@@ -39,6 +39,12 @@ INT = Rule(_int, "an integer")
 BOOL = Rule(lambda x: isinstance(x, bool), "true or false")
 UNIT = Rule(lambda x: _num(x) and 0 <= x <= 1, "in [0, 1]")
 FRACTION = Rule(lambda x: _num(x) and 0 < x <= 1, "in (0, 1]")
+SIZES = Rule(lambda x: isinstance(x, (list, tuple)) and all(POSITIVE_INT.ok(v) for v in x),
+             "a list of positive integers")
+WIDTHS = Rule(lambda x: SIZES.ok(x) and len(x) > 0,
+              "a non-empty list of positive integers (the last is the feature width)")
+SHAPE = Rule(lambda x: isinstance(x, (list, tuple)) and len(x) == 3 and all(POSITIVE_INT.ok(v) for v in x),
+             "a list [C, H, W] of three positive integers")
 
 
 def check(key: str, value, rule: Rule) -> None:
@@ -54,9 +60,10 @@ def _metadata(fn) -> dict[str, tuple]:
 
 
 def check_arguments(prefix: str, fn, values: dict) -> None:
-    """Every Rule annotated on `fn`'s arguments, applied to `values` (a constructor's locals()), in order."""
+    """Every Rule annotated on `fn`'s arguments, applied to those in `values` (a constructor's locals(), or a
+    config node's plain values before anything is built), in signature order."""
     for name, marks in _metadata(fn).items():
-        for rule in (m for m in marks if isinstance(m, Rule)):
+        for rule in (m for m in marks if isinstance(m, Rule) and name in values):
             check(f"{prefix}.{name}", values[name], rule)
 
 

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 import torchvision
 
-from vae_cli.checks import RESUMABLE
+from vae_cli.checks import BOOL, INT, POSITIVE_INT, RESUMABLE, SHAPE, check_arguments
 from vae_cli.errors import ConfigError, DataError, UserError
 
 log = logging.getLogger("vae_cli")
@@ -57,12 +57,14 @@ def data_root(root: str | None) -> Path:
     return Path(root).expanduser()
 
 
-def torchvision_images(name: str, root: Annotated[str | None, RESUMABLE] = None, val_size: int = 5000,
-                       split_seed: int = 0, binarizable: bool = True,
-                       download: Annotated[bool, RESUMABLE] = True) -> ImageData:
+def torchvision_images(name: str, root: Annotated[str | None, RESUMABLE] = None,
+                       val_size: Annotated[int, POSITIVE_INT] = 5000, split_seed: Annotated[int, INT] = 0,
+                       binarizable: Annotated[bool, BOOL] = True,
+                       download: Annotated[bool, BOOL, RESUMABLE] = True) -> ImageData:
     """A torchvision image dataset (MNIST, FashionMNIST, CIFAR10); the train set is split into train/val.
 
     Files already under `root` are used as they are; otherwise torchvision downloads them if `download`."""
+    check_arguments("dataset", torchvision_images, locals())
     cls = getattr(torchvision.datasets, name)
     path = unpack_dir(cls, data_root(root))
     if name == "MNIST":
@@ -147,12 +149,14 @@ def _load(cls, root: Path, train: bool, download: bool) -> Split:
     return Split(images.contiguous(), torch.as_tensor(ds.targets, dtype=torch.long))
 
 
-def fake_images(num_train: int = 512, num_val: int = 128, num_test: int = 128,
-                image_shape: tuple[int, int, int] = (1, 28, 28), num_classes: int = 10, seed: int = 0,
-                binarizable: bool = True) -> ImageData:
+def fake_images(num_train: Annotated[int, POSITIVE_INT] = 512, num_val: Annotated[int, POSITIVE_INT] = 128,
+                num_test: Annotated[int, POSITIVE_INT] = 128, image_shape: Annotated[tuple, SHAPE] = (1, 28, 28),
+                num_classes: Annotated[int, POSITIVE_INT] = 10, seed: int = 0,
+                binarizable: Annotated[bool, BOOL] = True) -> ImageData:
     """Deterministic synthetic images for fast tests: one blocky template per class plus pixel noise.
 
     binarizable=false makes them stand in for 8-bit colour data (CIFAR-like) in compatibility checks."""
+    check_arguments("dataset", fake_images, locals())
     g = torch.Generator().manual_seed(seed)
     c, h, w = image_shape
     templates = (torch.rand(num_classes, c, max(h // 4, 1), max(w // 4, 1), generator=g) > 0.6).float()

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from vae_cli.build import (build_data_free, check_kinds, part_classes, resolve_device, resumable_keys,
+from vae_cli.build import (build_data_free, check_kinds, check_values, part_classes, resolve_device, resumable_keys,
                            set_num_classes, set_run_length)
 from vae_cli.data import ImageData
 from vae_cli.training import distributed
@@ -35,7 +35,7 @@ class Plan:
 def make_plan(cfg: DictConfig, run_dir: Path, choices: dict | None = None) -> Plan:
     """Every check that needs no data, in one pass; raises a UserError for the first failure."""
     choices = choices or {}
-    validate_config(cfg)  # top-level keys, the data-side values
+    validate_config(cfg)  # train.yaml's keys
     device = distributed.rank_device(resolve_device(cfg.device))
     check_device(cfg, device)
     resume = find_checkpoint(Path(run_dir), cfg.resume) if wants_resume(cfg.get("resume")) else None
@@ -43,6 +43,7 @@ def make_plan(cfg: DictConfig, run_dir: Path, choices: dict | None = None) -> Pl
         keep_first_start(cfg, resume[0])  # e.g. the cyclical schedule's period
     classes = part_classes(cfg)
     check_kinds(cfg, choices, classes)  # keys of every node; group options that cannot combine
+    check_values(cfg)  # every part's argument rules, the data-built parts' included
     parts = build_data_free(cfg)  # their constructors check their arguments (checks.py)
     check_writable(Path(run_dir) / "checkpoints")
     return Plan(cfg, choices, classes, device, resume, RUN_KEYS + resumable_keys(cfg), parts)

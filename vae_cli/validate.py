@@ -1,10 +1,9 @@
-"""Start-up checks that no single part owns: the top-level keys, the values of parts built only once the data is
-loaded (the dataset itself, the model's parts: refused here so that no data loads first), and rules that span
-parts (the device and the step, the data and the batch or the likelihood).
+"""Start-up checks that no single part owns: the top-level keys train.yaml declares, and rules that span parts
+(the device and the step, the data and the batch or the likelihood).
 
-The parts the plan builds before data loads (trainer, optimizer, schedules, objectives) check their own
-arguments (checks.py). Each failure is one `ConfigError` naming the key, the offending value and what is
-allowed. Keys absent from the composed config (an option without that knob) are skipped.
+Every part checks its own arguments, with the rules annotated on them (checks.py); the plan applies those
+rules to the config before anything is built or loaded. Each failure is one `ConfigError` naming the key, the
+offending value and what is allowed. Keys absent from the composed config are skipped.
 """
 import errno
 import importlib.resources
@@ -14,29 +13,14 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from vae_cli.checks import BOOL, INT, NONNEG, OPT_POSITIVE_INT, POSITIVE, POSITIVE_INT, Rule
+from vae_cli.checks import INT, NONNEG, OPT_POSITIVE_INT, POSITIVE_INT, Rule
 from vae_cli.errors import ConfigError, UserError
 
 SEED = Rule(lambda x: INT.ok(x) and -2**63 <= x < 2**64, "an integer in [-2**63, 2**64 - 1] (what torch can seed)")
-SIZES = Rule(lambda x: isinstance(x, list) and all(POSITIVE_INT.ok(v) for v in x), "a list of positive integers")
-WIDTHS = Rule(lambda x: SIZES.ok(x) and len(x) > 0, "a non-empty list of positive integers (the last is the feature width)")
 RESUME = Rule(lambda x: x is None or (isinstance(x, (bool, str)) and x != ""), "true, false or a run dir / checkpoint path")
-SHAPE = Rule(lambda x: isinstance(x, list) and len(x) == 3 and all(POSITIVE_INT.ok(v) for v in x),
-             "a list [C, H, W] of three positive integers")
 
-RULES = {
-    # train.yaml's own keys
-    "latent_dim": POSITIVE_INT, "beta": NONNEG, "seed": SEED, "max_steps": OPT_POSITIVE_INT,
-    "max_epochs": OPT_POSITIVE_INT, "resume": RESUME,
-    # the dataset: its constructor is the data load
-    "dataset.val_size": POSITIVE_INT, "dataset.split_seed": INT, "dataset.download": BOOL,
-    "dataset.num_train": POSITIVE_INT, "dataset.num_val": POSITIVE_INT, "dataset.num_test": POSITIVE_INT,
-    "dataset.num_classes": POSITIVE_INT, "dataset.binarizable": BOOL, "dataset.image_shape": SHAPE,
-    # the model's parts: built from the data's image shape
-    "likelihood.sigma": POSITIVE, "likelihood.min_sigma": POSITIVE, "posterior.min_scale": NONNEG,
-    "prior.min_scale": NONNEG, "model.encoder.hidden_sizes": WIDTHS, "model.decoder.hidden_sizes": SIZES,
-    "model.hidden_sizes": SIZES,
-}
+RULES = {"latent_dim": POSITIVE_INT, "beta": NONNEG, "seed": SEED, "max_steps": OPT_POSITIVE_INT,
+         "max_epochs": OPT_POSITIVE_INT, "resume": RESUME}  # train.yaml's own keys
 
 
 def validate_config(cfg: DictConfig) -> None:
