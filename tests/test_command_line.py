@@ -39,6 +39,14 @@ def test_resume_path_replays_the_runs_own_overrides_then_the_new_ones_in_its_dir
         assert cl.value("beta") == 3 and cl.value("latent_dim") == 8
 
 
+def test_resume_takes_a_run_dir_named_by_its_overrides_as_typed_unquoted(tmp_path):
+    run = tmp_path / "05-00-30_beta=4,dataset.image_shape=[1,8,8]"  # Hydra's grammar cannot read it unquoted
+    (run / "checkpoints").mkdir(parents=True)
+    cl = with_resumed_run(line(f"resume={run}", "max_steps=20"))
+    assert cl.overrides is not None and cl.args[0] == "max_steps=20"
+    assert cl.value("resume") == str(run) and cl.value("hydra.run.dir") == str(run)
+
+
 def test_resume_flags_and_bad_paths():
     for plain in ("resume=true", "resume=false", "resume=null", "resume=", "beta=2"):
         assert with_resumed_run(line(plain)) == line(plain)

@@ -62,11 +62,17 @@ class CommandLine:
     def typed(self, key: str) -> bool:
         return self.setting(key) is not None
 
+    def text(self, key: str) -> str | None:
+        """What follows `key=` in the last argument typed as `key=...`, as typed: for a value Hydra's grammar cannot
+        read unquoted, such as a run dir named `..._beta=4,model=conv` given to resume=."""
+        found = [a.split("=", 1)[1] for a in self.args if a.startswith(f"{key}=")]
+        return found[-1] if found else None
+
 
 def with_resumed_run(line: CommandLine) -> CommandLine:
     """`vae-train resume=RUN_DIR [overrides]` -> the original run's overrides, then the new ones, then
     hydra.run.dir=RUN_DIR, so Hydra composes the same config in the same dir. Other lines are returned as is."""
-    path = line.value("resume")
+    path = line.value("resume") if line.overrides is not None else line.text("resume")  # unquoted: as typed
     if path is None or isinstance(path, bool) or str(path) in ("", "true", "True", "false", "False", "null", "None"):
         return line
     if line.multirun:
@@ -74,9 +80,8 @@ def with_resumed_run(line: CommandLine) -> CommandLine:
                         "hydra.sweep.dir=<the sweep's dir>")
     path = Path(str(path))
     run_dir = _run_dir_of(path)
-    typed = {o.input_line for o in line.overrides if o.key_or_group == "resume"}
-    new = [a for a in line.args if a not in typed]
-    given = {o.key_or_group for o in line.overrides}
+    new = [a for a in line.args if not a.lstrip("+").startswith("resume=")]
+    given = {o.key_or_group for a in new for o in _parse_overrides([a]) or ()}
     stored = run_dir / ".hydra" / "overrides.yaml"
     old = _parse_overrides(list(OmegaConf.load(stored))) if stored.is_file() else ()
     old = [o.input_line for o in old or () if o.key_or_group not in given and o.key_or_group != "resume"]
