@@ -72,10 +72,10 @@ def test_a_resumed_run_may_change_the_keys_marked_on_constructor_arguments(tmp_p
 
 
 def test_every_trainer_knob_is_one_constructor_argument_and_one_yaml_line():
-    """The YAML holds exactly the Trainer's keywords (build.py fills optimizer and lr_schedule from their groups):
-    a knob is added in these two places, its rule and resumability annotated on the argument (checks.py)."""
+    """The YAML holds exactly the trainer's knobs (build.py fills optimizer and lr_schedule from their groups): a
+    knob is added in these two places, its rule and resumability annotated on its field (training/knobs.py)."""
     yaml = OmegaConf.create((files("vae_cli.configs") / "trainer" / "default.yaml").read_text())
-    keywords = set(inspect.signature(Trainer).parameters) - {"optimizer", "lr_schedule"}
+    keywords = set(inspect.signature(Trainer.from_knobs).parameters) - {"optimizer", "lr_schedule"}
     assert set(yaml) - {"_target_"} == keywords
 
 

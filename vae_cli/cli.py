@@ -188,9 +188,18 @@ def sample_main() -> None:
 
 def _prior(cfg: DictConfig) -> float:
     from vae_cli.apps.prior import fit_code_prior
+    from vae_cli.training.signals import Interrupted, StopRequested, stop_on_signals
 
+    run_dir = HydraConfig.get().runtime.output_dir
     try:
-        result = fit_code_prior(cfg, HydraConfig.get().runtime.output_dir)
+        with stop_on_signals() as stop:
+            result = fit_code_prior(cfg, run_dir, stop=stop)
+    except StopRequested as e:  # SIGTERM / SIGINT: a checkpoint was written
+        log.warning(f"{e}; exit {e.exit_code}; continue with: vae-prior resume={run_dir}")
+        _exit_quietly(e.exit_code)
+    except Interrupted as e:
+        print(f"vae-prior: {e}; continue with vae-prior resume={run_dir}", file=sys.stderr)
+        _exit_quietly(e.exit_code)
     except UserError as e:
         print(f"vae-prior: error: {e}", file=sys.stderr)
         sys.exit(EXIT_USER_ERROR)
@@ -199,5 +208,13 @@ def _prior(cfg: DictConfig) -> float:
 
 def prior_main() -> None:
     """`vae-prior ckpt=...`: fit the autoregressive code prior of a trained VQ-VAE (its second stage)."""
-    _check_line("vae-prior", "code_prior", _read_line())
+    from vae_cli.command_line import with_resumed_run
+
+    try:
+        line = with_resumed_run(_read_line())  # resume=RUN_DIR: that run's overrides and dir
+    except UserError as e:
+        print(f"vae-prior: error: {e}", file=sys.stderr)
+        sys.exit(EXIT_USER_ERROR)
+    _check_line("vae-prior", "code_prior", line)
+    sys.argv = line.argv
     _hydra_main("code_prior", _prior)

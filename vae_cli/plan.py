@@ -12,11 +12,10 @@ from vae_cli.build import (build_data_free, check_kinds, check_values, part_clas
                            set_num_classes, set_run_length)
 from vae_cli.data import ImageData
 from vae_cli.training import distributed
-from vae_cli.training.resume import check_resumable, find_checkpoint, keep_first_start, wants_resume
+from vae_cli.training.resume import RUN_KEYS, check_resumable, find_checkpoint, keep_first_start, wants_resume
 from vae_cli.validate import check_device, check_writable, validate_config, validate_data
 
 log = logging.getLogger("vae_cli")
-RUN_KEYS = ("resume", "max_steps", "max_epochs", "device", "data_dir")  # train.yaml's keys a resumed run may change
 
 
 @dataclass

@@ -10,6 +10,8 @@ from vae_cli.pictures import summary
 from vae_cli.plan import fit_to_data, make_plan
 from vae_cli.training.checkpoint import seed_everything
 from vae_cli.training.progress import clock
+from vae_cli.training.trainer import Run
+from vae_cli.training.vae_task import VAETask
 from vae_cli.validate import check_likelihood
 
 log = logging.getLogger("vae_cli")
@@ -43,9 +45,9 @@ def run_training(cfg: DictConfig, run_dir: str | Path, choices: dict | None = No
         ready(plan.resume)
     if plan.resume:
         log.info(f"resuming from {plan.resume[1]}")
-    val = trainer.fit(model, objective, data, plan.device, Path(run_dir), OmegaConf.to_container(cfg, resolve=True),
-                      OmegaConf.to_yaml(cfg, resolve=True), hparams(cfg, plan.choices),
-                      resume=plan.resume and plan.resume[0], stop=stop)
+    run = Run(Path(run_dir), OmegaConf.to_container(cfg, resolve=True), hparams(cfg, plan.choices))
+    val = trainer.fit(VAETask(model, objective, data), plan.device, run, resume=plan.resume and plan.resume[0],
+                      stop=stop)
     log.info(f"done: val {summary(val)} after {cfg.max_steps} steps in {clock(time.monotonic() - started)}; "
              f"run dir {Path(run_dir).resolve()}; best checkpoint {Path(run_dir).resolve() / 'checkpoints' / 'best.pt'}")
     return val

@@ -18,6 +18,8 @@ log = logging.getLogger("vae_cli")
 # Values the first start fixes for the whole run: a resumed (or extended) run keeps the stored value unless the
 # user typed another one. schedule.total_steps sets the cyclical schedule's period (total_steps / n_cycles):
 # extending a cyclical run with a larger max_steps keeps that period and simply runs more cycles.
+RUN_KEYS = ("resume", "max_steps", "max_epochs", "device", "data_dir")  # top-level keys a resumed run may change;
+# the others are the constructor arguments marked RESUMABLE (checks.py, build.resumable_keys)
 FIXED_BY_FIRST_START = ("schedule.total_steps",)
 FALSE = ("false", "False", "null", "None", "")
 TRUE = ("true", "True")

@@ -52,7 +52,8 @@ def record_job(hydra_cfg, error: BaseException | None, internal: bool = False) -
             message += f" ({type(error).__name__}; traceback in {job_dir / 'error.txt'})"
         with contextlib.suppress(OSError):
             (job_dir / "error.txt").write_text(detail + "\n")
-    record = {"num": int(hydra_cfg.job.num), "name": name, "dir": str(job_dir), "ok": error is None, "error": message}
+    record = {"num": int(hydra_cfg.job.num), "name": name, "dir": str(job_dir), "ok": error is None, "error": message,
+              "overrides": list(hydra_cfg.overrides.task)}  # vae-compare's keys for a job that left no .hydra/
     with contextlib.suppress(OSError):
         (Path(hydra_cfg.sweep.dir) / f".job-{hydra_cfg.job.num}.json").write_text(json.dumps(record))
     return message
@@ -71,8 +72,9 @@ def _swept_keys(sweep_dir: Path) -> set[str] | None:
 
 
 class SweepSummary(Callback):
-    """After a sweep: one line, `N of M jobs passed; failed: ...`, and exit status 2 when a job failed (Hydra
-    hands no result of a sweep back to the command that started it, so its end hook sets the status)."""
+    """After a sweep: one line, `N of M jobs passed; failed: ...`, then vae-compare's best rows, and exit status 2
+    when a job failed (Hydra hands no result of a sweep back to the command that started it, so its end hook
+    sets the status)."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         for old in Path(config.hydra.sweep.dir).glob(".job-*.json"):  # a re-run counts its own jobs only
@@ -86,5 +88,19 @@ class SweepSummary(Callback):
         if failed:
             line += "; failed: " + "; ".join(f"{r['name']} (see {r['dir']}/error.txt)" for r in failed)
         print(line, file=sys.stderr)
+        print(best_rows(config.hydra.sweep.dir), end="", file=sys.stderr)
         if failed:
             raise SystemExit(2)  # the exit status of a user's error (cli.EXIT_USER_ERROR)
+
+
+def best_rows(sweep_dir: str) -> str:
+    """vae-compare's best rows for the summary; a sweep never fails for want of its table."""
+    from vae_cli.compare.cli import sweep_summary
+    from vae_cli.errors import UserError
+
+    try:
+        return sweep_summary(sweep_dir)
+    except UserError:  # no run dir (every job refused before it started): the line above says why
+        return ""
+    except Exception as e:
+        return f"vae-train: no comparison table ({type(e).__name__}: {e})\n"
