@@ -21,9 +21,10 @@ import threading
 import time
 from pathlib import Path
 
+from vae_cli.command_line import CommandLine
 from vae_cli.training.threads import preset_environment
 
-POLICY = preset_environment([])  # the CLI's thread policy (before torch loads), for both sides alike
+POLICY = preset_environment(CommandLine.parse(["vae-train"]))  # the CLI's thread policy (before torch loads), for both sides alike
 
 import torch  # noqa: E402
 from hydra import compose, initialize_config_module

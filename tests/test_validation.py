@@ -16,7 +16,7 @@ from clitools import TINY, one_error_line, run, start
 from vae_cli.apps.train import run_training
 from vae_cli.training.checkpoint import save_checkpoint
 from vae_cli.errors import ConfigError, UserError
-from vae_cli.build import build_data_free, check_config, resolve_device
+from vae_cli.plan import make_plan
 from vae_cli.validate import as_user_error, check_writable
 
 # key, bad values (as typed on the command line), overrides the key needs to exist
@@ -52,20 +52,19 @@ def random_bad_overrides(rng: random.Random) -> tuple[list[str], list[str]]:
     return overrides, [key for key, _, _ in picks]
 
 
-def preflight(cfg) -> None:
-    """What vae-train checks before any data loads: validate.py's rules, the device, the data-free parts."""
-    check_config(cfg)
-    resolve_device(cfg.device)
-    build_data_free(cfg)
+def preflight(cfg, run_dir) -> None:
+    """What vae-train checks before any data loads: its plan (validate.py's rules, the device, the data-free
+    parts, whose constructors check their arguments)."""
+    make_plan(cfg, run_dir)
 
 
-def test_fuzz_random_bad_overrides_each_give_one_clear_config_error():
+def test_fuzz_random_bad_overrides_each_give_one_clear_config_error(tmp_path):
     rng = random.Random(7)
     with initialize_config_module("vae_cli.configs", version_base="1.3"):
         for _ in range(60):
             overrides, keys = random_bad_overrides(rng)
             with pytest.raises(ConfigError) as err:
-                preflight(compose("train", overrides=["max_steps=10", *overrides]))
+                preflight(compose("train", overrides=["max_steps=10", *overrides]), tmp_path)
             message = str(err.value)
             assert "\n" not in message and any(k.split(".")[-1].lstrip("+") in message for k in keys), \
                 (overrides, message)

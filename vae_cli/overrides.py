@@ -15,6 +15,7 @@ from importlib.resources import files
 
 from omegaconf import OmegaConf
 
+from vae_cli.command_line import CommandLine
 from vae_cli.errors import UserError
 
 GROUP_ROOTS = {"train": "vae_cli.configs", "sample": "vae_cli.sample_configs",  # vae-prior: none
@@ -23,7 +24,6 @@ PLUGINS = {("launcher", "joblib"): ("hydra_joblib_launcher", "hydra-joblib-launc
            ("launcher", "slurm"): ("hydra_submitit_launcher", "hydra-submitit-launcher"),
            ("sweeper", "optuna"): ("hydra_optuna_sweeper", "hydra-optuna-sweeper")}
 APP_TOOLS = {"eval": "vae-eval", "sample": "vae-sample", "code_prior": "vae-prior"}  # keys fixed by their config
-TREE_FLAGS = {"config_name", "config_path", "config_dir", "help", "hydra_help", "shell_completion", "info"}
 
 
 def tool_groups(config_name: str) -> dict[str, list[str]]:
@@ -77,20 +77,6 @@ def values_of(override) -> list:
     if isinstance(value, ChoiceSweep):
         return list(value.list)
     return [] if override.is_sweep_override() else [value]
-
-
-def parse(argv: list[str]):
-    """Hydra's own argument parser and override grammar; None where Hydra should speak for itself."""
-    from hydra._internal.utils import get_args_parser
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    args, _ = get_args_parser().parse_known_args(argv[1:])
-    if any(getattr(args, flag, None) for flag in TREE_FLAGS):
-        return None
-    try:
-        return OverridesParser.create().parse_overrides(args.overrides)
-    except Exception:  # a grammar error: Hydra's message says where
-        return None
 
 
 def run_suffix(override_dirname) -> str:
@@ -159,11 +145,12 @@ def check_plugin(group: str, option: str) -> None:
                         f"pip install -e \".[sweeps]\" (or pip install {dist})")
 
 
-def check_overrides(config_name: str, argv: list[str]) -> None:
-    """Raise a one-line UserError for the first override naming an unknown key or group option."""
+def check_overrides(config_name: str, line: CommandLine) -> None:
+    """Raise a one-line UserError for the first override naming an unknown key or group option (none when Hydra
+    answers the line itself: --help, --config-name ..., or a grammar error)."""
     from hydra.core.override_parser.types import OverrideType
 
-    overrides = parse(argv)
+    overrides = None if line.tree_flags else line.overrides
     if not overrides:
         return
     groups, keys = tool_groups(config_name), top_level_keys(config_name)

@@ -6,9 +6,11 @@ from the device and the host passes nothing per step). `__call__` picks the form
 tests/test_math.py checks both forms agree at every step.
 """
 import math
+from typing import Annotated
 
 import torch
 
+from vae_cli.checks import FRACTION, NONNEG, NONNEG_INT, OPT_POSITIVE_INT, POSITIVE_INT, UNIT, check_arguments
 from vae_cli.errors import ConfigError
 
 
@@ -43,9 +45,8 @@ class Constant(Schedule):
 class LinearWarmup(Schedule):
     """Rises linearly from `start` to 1 over `warmup_steps`, then stays at 1 (KL annealing, Bowman et al. 2016)."""
 
-    def __init__(self, warmup_steps: int = 10000, start: float = 0.0):
-        if warmup_steps <= 0 or not 0.0 <= start <= 1.0:
-            raise ConfigError(f"schedule: warmup_steps={warmup_steps} must be > 0 and start={start} in [0, 1]")
+    def __init__(self, warmup_steps: Annotated[int, POSITIVE_INT] = 10000, start: Annotated[float, UNIT] = 0.0):
+        check_arguments("schedule", LinearWarmup, locals())
         self.warmup_steps, self.start = warmup_steps, start
 
     def value(self, step: int) -> float:
@@ -59,10 +60,9 @@ class Cyclical(Schedule):
     """Fu et al. 2019: `n_cycles` cycles over `total_steps`; each rises linearly over the first `ratio` of the
     cycle, then holds at 1. `total_steps` is filled in from the run length."""
 
-    def __init__(self, total_steps: int, n_cycles: int = 4, ratio: float = 0.5):
-        if total_steps <= 0 or n_cycles <= 0 or not 0.0 < ratio <= 1.0:
-            raise ConfigError(f"schedule: total_steps={total_steps}, n_cycles={n_cycles} must be > 0 "
-                              f"and ratio={ratio} in (0, 1]")
+    def __init__(self, total_steps: Annotated[int, POSITIVE_INT], n_cycles: Annotated[int, POSITIVE_INT] = 4,
+                 ratio: Annotated[float, FRACTION] = 0.5):
+        check_arguments("schedule", Cyclical, locals())
         self.period = math.ceil(total_steps / n_cycles)
         if self.period < 2:  # every step would start a cycle: beta = 0 throughout
             raise ConfigError(f"schedule: n_cycles={n_cycles} cycles over {total_steps} steps leave one step per "
@@ -99,9 +99,8 @@ class Weight:
     (or tempered log-weights) is injected with. Returns a float for an int step (and for a constant
     schedule), a 0-dim tensor for a step tensor."""
 
-    def __init__(self, beta: float = 1.0, schedule: Schedule | None = None):
-        if not beta >= 0:
-            raise ConfigError(f"objective: beta={beta} must be >= 0")
+    def __init__(self, beta: Annotated[float, NONNEG] = 1.0, schedule: Schedule | None = None):
+        check_arguments("objective.weight", Weight, locals())
         self.beta, self.schedule = float(beta), schedule or Constant()
 
     def __call__(self, step):
@@ -149,8 +148,10 @@ class CosineLR(LRSchedule):
     """Linear warm-up from lr/warmup_steps to lr over `warmup_steps`, then a cosine from lr to min_factor * lr
     at the last step (Loshchilov & Hutter 2017, without restarts)."""
 
-    def __init__(self, optimizer, total_steps: int, warmup_steps: int = 0, min_factor: float = 0.0):
+    def __init__(self, optimizer, total_steps: int, warmup_steps: Annotated[int, NONNEG_INT] = 0,
+                 min_factor: float = 0.0):
         super().__init__(optimizer, total_steps)
+        check_arguments("lr_schedule", CosineLR, locals())
         if not (isinstance(warmup_steps, int) and 0 <= warmup_steps < total_steps) or not 0 <= min_factor <= 1:
             raise ConfigError(f"lr_schedule: warmup_steps={warmup_steps} must be in [0, {total_steps}) "
                               f"(the run's steps) and min_factor={min_factor} in [0, 1]")
@@ -173,8 +174,10 @@ class CosineLR(LRSchedule):
 class StepLR(LRSchedule):
     """lr * gamma^(step // step_size); step_size null: a quarter of the run."""
 
-    def __init__(self, optimizer, total_steps: int, step_size: int | None = None, gamma: float = 0.5):
+    def __init__(self, optimizer, total_steps: int, step_size: Annotated[int | None, OPT_POSITIVE_INT] = None,
+                 gamma: float = 0.5):
         super().__init__(optimizer, total_steps)
+        check_arguments("lr_schedule", StepLR, locals())
         self.step_size, self.gamma = step_size or max(1, total_steps // 4), float(gamma)
         if not (isinstance(self.step_size, int) and self.step_size > 0) or not 0 < self.gamma <= 1:
             raise ConfigError(f"lr_schedule: step_size={step_size} must be a positive integer and gamma={gamma} "

@@ -97,7 +97,7 @@ class Trainer:
         self.eval_every = self.evaluation.eval_every or max(len(task.train) // self.loop.batch_size, 1)  # null: once per epoch
         self.bar = open_progress(self, task.module, len(task.train), Path(run.dir), state.step)
         try:
-            if resume is None and task.validate_at_start:
+            if resume is None and task.validate_at_start and self.evaluation.eval_at_start:
                 self._validate(state)
             self._loop(state, stop)
         finally:
