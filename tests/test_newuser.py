@@ -217,7 +217,7 @@ def test_a_tampered_classifier_is_refused(monkeypatch):
 # 5. TensorBoard --------------------------------------------------------------------------------------------
 
 def experiment_infos(run: Path) -> list:
-    (path,) = (run / "tb").glob("events.out.tfevents.*")
+    (path,) = run.glob("events.out.tfevents.*")
     for event in EventFileLoader(str(path)).Load():
         for value in event.summary.value:
             if value.tag == "_hparams_/experiment":

@@ -87,7 +87,7 @@ def test_sweep_rerun_with_resume_true_resumes_each_job_dir_past_a_truncated_chec
     first = run(*sweep)
     assert first.returncode == 0, first.stderr
     jobs = sorted(p for p in tmp_path.iterdir() if p.is_dir() and not p.name.startswith("."))
-    assert [j.name[:9] for j in jobs] == ["0_beta=1,", "1_beta=2,"]
+    assert [j.name[:9] for j in jobs] == ["0_beta-1_", "1_beta-2_"]
     for name in ("step_000000030.pt", "last.pt"):  # job 0: both copies of step 30 truncated
         path = jobs[0] / "checkpoints" / name
         path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])

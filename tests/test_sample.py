@@ -52,7 +52,7 @@ def test_mode_writes_png_of_expected_size(ckpt, tmp_path, overrides, shapes):
     assert set(paths) == set(shapes)
     for name, (c, h, w) in shapes.items():
         assert Image.open(paths[name]).size == (w, h)
-    tags = EventAccumulator(str(tmp_path / "tb")).Reload().Tags()["images"]
+    tags = EventAccumulator(str(tmp_path)).Reload().Tags()["images"]
     assert {f"vae-sample/{n}" for n in shapes} <= set(tags)
 
 

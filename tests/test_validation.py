@@ -93,7 +93,7 @@ def user_error(fn) -> str:
 def test_bad_values_and_combinations_stop_before_training(tmp_path, cfg_factory, overrides, expected):
     message = user_error(lambda: run_training(cfg_factory("trainer=debug", *overrides), tmp_path))
     assert expected in message
-    assert not (tmp_path / "tb").exists()  # nothing trained, nothing logged
+    assert not list(tmp_path.rglob("events.out.tfevents.*"))  # nothing trained, nothing logged
 
 
 def test_missing_data_offline(tmp_path, cfg_factory):

@@ -23,10 +23,12 @@ def _check_argv(tool: str, config_name: str) -> None:
     """A misspelled key or group option: one line with the closest names, exit 2, before Hydra composes.
     Also registers the resolvers that fill the --help page (configs/hydra/help/)."""
     from vae_cli.cli_help import register_help_resolvers
-    from vae_cli.overrides import check_overrides, register_run_name_resolver
+    from vae_cli.overrides import check_overrides
+    from vae_cli.run_paths import quote_paths, register_run_name_resolver
 
     register_help_resolvers()
     register_run_name_resolver()
+    sys.argv = quote_paths(sys.argv)  # a printed path pasted back as it is (an older run dir may hold '=' or ',')
     try:
         check_overrides(config_name, sys.argv)
     except UserError as e:
@@ -128,8 +130,10 @@ def train_main() -> None:
     from vae_cli.training.distributed import worker_overrides
     from vae_cli.training.resume import resume_argv
 
+    from vae_cli.run_paths import quote_paths
+
     try:
-        sys.argv = resume_argv(sys.argv)  # resume=RUN_DIR: that run's overrides and dir
+        sys.argv = resume_argv(quote_paths(sys.argv))  # resume=RUN_DIR: that run's overrides and dir
         _check_dirs(sys.argv[1:])
     except UserError as e:
         _fail(e)

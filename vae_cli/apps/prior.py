@@ -95,7 +95,7 @@ def fit_code_prior(cfg: DictConfig, run_dir: str | Path) -> dict:
     net = build_code_prior(cfg, model.posterior.num_codes).to(device)
     log.info(f"code prior over {tuple(train.shape[1:])} grids of {net.num_codes} codes; {len(train)} train / "
              f"{len(val)} val grids; {sum(p.numel() for p in net.parameters()):,} parameters")
-    logger = RunLogger(run_dir / "tb", OmegaConf.to_yaml(cfg, resolve=True), {"ckpt": cfg.ckpt})
+    logger = RunLogger(run_dir, OmegaConf.to_yaml(cfg, resolve=True), {"ckpt": cfg.ckpt})
     try:
         result = _train(cfg, net, model, train, val, logger, run_dir)
     finally:

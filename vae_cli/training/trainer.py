@@ -75,7 +75,8 @@ class Trainer:
 
     def fit(self, model, objective, data: ImageData, device: torch.device, run_dir: Path, config: dict,
             config_yaml: str, hparams: dict, resume: dict | None = None, stop=None) -> dict:
-        """Train `model` on `data` and return the final validation metrics; writes tb/ and checkpoints/.
+        """Train `model` on `data` and return the final validation metrics; writes TensorBoard events (in the run
+        dir itself, so TensorBoard names the run by its dir) and checkpoints/.
 
         resume: a checkpoint to continue from exactly; stop: a flag (signals.StopFlag) read once per step."""
         self.device, self.config, self.ckpt_dir = torch.device(device), config, Path(run_dir) / "checkpoints"
@@ -88,7 +89,7 @@ class Trainer:
         self.fixed_y = fixed_labels(self.num_images, data.num_classes, self.device)  # used by conditional models
         state = RunState() if resume is None else self._restore(model, resume)
         purge = None if resume is None else state.step + 1  # TensorBoard drops what the lost run logged later
-        self.logger = RunLogger(Path(run_dir) / "tb", config_yaml, hparams, purge_step=purge) \
+        self.logger = RunLogger(Path(run_dir), config_yaml, hparams, purge_step=purge) \
             if distributed.is_main() else distributed.NullLogger()
         self.eval_every = self.eval_every or max(len(data.train) // self.batch_size, 1)  # null: once per epoch
         self.bar = open_progress(self, model, len(data.train), Path(run_dir), state.step)
