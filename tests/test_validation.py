@@ -239,3 +239,13 @@ def test_case9_a_corrupt_or_unwritable_classifier_cache_is_retrained_not_fatal(t
     assert not list(path.parent.glob("*.tmp"))
     assert load_or_train(data, torch.device("cpu"), "/dev/null/cache") is not None  # HOME=/dev/null: no cache
     assert "could not cache the sample-quality classifier" in caplog.text
+
+
+@pytest.mark.parametrize("arg, dotted", [("lr=1e-4", "trainer.lr"), ("batch_size=64", "trainer.batch_size"),
+                                         ("warmup_steps=10", "lr_schedule.warmup_steps")])
+def test_a_bare_key_that_is_a_nested_leaf_suggests_its_dotted_name(arg, dotted):
+    from vae_cli.overrides import check_overrides
+
+    with pytest.raises(UserError) as e:
+        check_overrides("train", ["vae-train", arg, *(["lr_schedule=cosine"] if "warmup" in arg else [])])
+    assert str(e.value).startswith(f"unknown key '{arg.split('=')[0]}' — did you mean '{dotted}'?")

@@ -28,8 +28,11 @@ def _check_argv(tool: str, config_name: str) -> None:
 
     register_help_resolvers()
     register_run_name_resolver()
+    from vae_cli.versions import check_torchvision
+
     sys.argv = quote_paths(sys.argv)  # a printed path pasted back as it is (an older run dir may hold '=' or ',')
     try:
+        check_torchvision()
         check_overrides(config_name, sys.argv)
     except UserError as e:
         print(f"{tool}: error: {e}", file=sys.stderr)

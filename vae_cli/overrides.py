@@ -104,12 +104,12 @@ def compose_plain(config_name: str, overrides: list[str]) -> dict | None:
         return None
 
 
-def nested_leaves(config_name: str, key: str) -> list[str]:
-    """The dotted keys of the tool's default config whose last part is `key` (lr -> [trainer.lr, ...])."""
+def nested_leaves(config_name: str, key: str, picks: list[str]) -> list[str]:
+    """The dotted keys of the config composed with these group picks whose last part is `key` (lr -> trainer.lr)."""
     def leaves(node, prefix=""):
         for k, v in node.items() if isinstance(node, dict) else ():
             yield from leaves(v, f"{prefix}{k}.") if isinstance(v, dict) else [f"{prefix}{k}"]
-    cfg = compose_plain(config_name, []) or {}
+    cfg = compose_plain(config_name, picks) or {}
     return [k for k in leaves(cfg) if "." in k and k.rsplit(".", 1)[-1] == key and not k.startswith("hydra.")]
 
 
@@ -174,7 +174,9 @@ def check_overrides(config_name: str, argv: list[str]) -> None:
         if (o.type != OverrideType.CHANGE and not added) or top == "hydra" or o.package:
             continue
         if top not in groups and top not in keys:
-            nested = nested_leaves(config_name, top) if top == key else []
+            picks = [f"{o.key_or_group}={values_of(o)[0]}" for o in overrides if o.key_or_group in groups
+                     and len(values_of(o)) == 1]
+            nested = nested_leaves(config_name, top, picks) if top == key else []
             raise UserError(unknown_key(top, groups, keys, nested) + training_hint(config_name, top))
         for value in values_of(o) if key in groups else []:
             if value is not None and str(value) not in groups[key]:
