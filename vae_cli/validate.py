@@ -55,7 +55,7 @@ RULES = {
     "dataset.image_shape": (lambda x: isinstance(x, list) and len(x) == 3 and all(POSITIVE_INT[0](v) for v in x),
                             "a list [C, H, W] of three positive integers"),
     "likelihood.sigma": POSITIVE, "likelihood.min_sigma": POSITIVE,
-    "schedule.warmup_steps": POSITIVE_INT, "schedule.start": (lambda x: _num(x) and 0 <= x <= 1, "in [0, 1]"),
+    "schedule.warmup_steps": OPT_POSITIVE_INT, "schedule.start": (lambda x: _num(x) and 0 <= x <= 1, "in [0, 1]"),
     "posterior.min_scale": NONNEG, "prior.min_scale": NONNEG, "model.encoder.hidden_sizes": WIDTHS,
     "model.decoder.hidden_sizes": SIZES, "model.hidden_sizes": SIZES,
     "schedule.n_cycles": POSITIVE_INT, "schedule.ratio": (lambda x: _num(x) and 0 < x <= 1, "in (0, 1]"),

@@ -18,7 +18,7 @@ from vae_cli.training.meter import Meter, evaluate_split
 from vae_cli.training.nonfinite import NonFiniteGuard
 from vae_cli.training.progress import check_setting, open_progress
 from vae_cli.training.step import StepFunction, capture, graph_obstacle, refusal
-from vae_cli.schedules import ConstantLR
+from vae_cli.schedules import ConstantLR, start_notes
 from vae_cli.pictures import fixed_labels, sample_grids, summary, val_score
 from vae_cli.training.resume import prune, step_path
 from vae_cli.training.signals import StopRequested
@@ -84,6 +84,9 @@ class Trainer:
         if self.cuda_graph is True and why:  # fails early (the CLI refuses it before data loads: validate.py)
             raise refusal(why)
         data = self.build(model, objective, data, self.device)
+        passes = self.max_steps * self.batch_size / len(data.train)
+        for note in start_notes(objective.weight, self.sched, self.max_steps, passes) if distributed.is_main() else []:
+            log.warning(note)
         self.val_x = prepare_fixed(model.likelihood.prepare, data.val.images, self.seed)
         self.val_y = data.val.labels
         self.fixed_y = fixed_labels(self.num_images, data.num_classes, self.device)  # used by conditional models
