@@ -25,8 +25,8 @@ def tool(name: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 
 def printed(done: subprocess.CompletedProcess, what: str) -> list[str]:
-    """The paths a run prints on its `done:` line: what = 'run dir' or 'best checkpoint'."""
-    return re.findall(rf"{what} (\S+?)(?:;|$)", done.stdout + done.stderr, flags=re.M)
+    """The paths a run prints: what = 'run dir' (at its start) or 'best checkpoint' (at its end)."""
+    return re.findall(rf"{what}: (\S+)$", done.stdout + done.stderr, flags=re.M)
 
 
 def parses_as(arg: str) -> object:

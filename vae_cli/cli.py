@@ -46,13 +46,15 @@ def _train(cfg: DictConfig) -> float:
     from vae_cli.training.signals import Interrupted, StopRequested, stop_on_signals
     from vae_cli.pictures import val_score
     from vae_cli.training.threads import apply_in_job
+    from vae_cli.training.progress import terminal_logging
 
     sweeps.register_resolvers()
     hydra_cfg = HydraConfig.get()
     run_dir = hydra_cfg.runtime.output_dir
     try:
         with rundir.claim(run_dir, cfg, hydra_cfg, main=rundir.owns_run_dir()) as claimed, \
-                stop_on_signals() as stop, distributed.process_group(use_cuda=resolve_device(cfg.device).type == "cuda"):
+                stop_on_signals() as stop, distributed.process_group(use_cuda=resolve_device(cfg.device).type == "cuda"), \
+                terminal_logging(cfg.trainer.get("progress", "auto"), distributed.is_main()):  # short lines under a bar
             threads = apply_in_job(cfg.trainer.get("threads"))  # torch's thread count, said once the run starts
 
             def ready(resume) -> None:  # every check passed: the run dir is written, train.log is open

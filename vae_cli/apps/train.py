@@ -52,9 +52,8 @@ def run_training(cfg: DictConfig, run_dir: str | Path, choices: dict | None = No
     model = build_model(cfg, data.image_shape)
     check_compatible(model, data, choices)
     check_objective(model, objective, choices)
-    n_params = sum(p.numel() for p in model.parameters())
-    log.info(f"{data.name}: {len(data.train)} train / {len(data.val)} val images of shape {data.image_shape}; "
-             f"model {n_params:,} parameters; {cfg.max_steps} steps on {device}")
+    log.info(f"data: {data.name}, {len(data.train):,} train / {len(data.val):,} val images of "
+             f"{'x'.join(map(str, data.image_shape))}")
     config = OmegaConf.to_container(cfg, resolve=True)
     if ready is not None:
         ready(resume)
@@ -62,6 +61,13 @@ def run_training(cfg: DictConfig, run_dir: str | Path, choices: dict | None = No
         log.info(f"resuming from {resume[1]}")
     val = trainer.fit(model, objective, data, device, Path(run_dir), config, OmegaConf.to_yaml(cfg, resolve=True),
                       hparams(cfg, choices), resume=resume and resume[0], stop=stop)
-    log.info(f"done: val {summary(val)} after {cfg.max_steps} steps in {clock(time.monotonic() - started)}; "
-             f"run dir {Path(run_dir).resolve()}; best checkpoint {Path(run_dir).resolve() / 'checkpoints' / 'best.pt'}")
+    log.info(done_line(cfg.max_steps, trainer.earlier_s, time.monotonic() - started, resume, val))
+    log.info(f"best checkpoint: {Path(run_dir).resolve() / 'checkpoints' / 'best.pt'}")
     return val
+
+
+def done_line(steps: int, earlier_s: float, segment_s: float, resume, val: dict) -> str:
+    """The run's steps and wall time (after a resume: the whole run's, earlier segments up to the checkpoint
+    resumed included, then this segment's) and its final validation."""
+    segment = f" (this segment {clock(segment_s)}, from step {resume[0]['step']:,})" if resume else ""
+    return f"done: {steps:,} steps in {clock(earlier_s + segment_s)}{segment}; val {summary(val)}"

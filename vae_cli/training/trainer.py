@@ -16,7 +16,7 @@ from vae_cli.data import ImageData, IndexBatches, prepare_fixed
 from vae_cli.errors import ConfigError
 from vae_cli.training.meter import Meter, evaluate_split
 from vae_cli.training.nonfinite import NonFiniteGuard
-from vae_cli.training.progress import check_setting, open_progress
+from vae_cli.training.progress import PERIODIC, Throughput, check_setting, open_progress
 from vae_cli.training.step import StepFunction, capture, graph_obstacle, refusal
 from vae_cli.schedules import ConstantLR, start_notes
 from vae_cli.pictures import fixed_labels, sample_grids, summary, val_score
@@ -96,10 +96,14 @@ class Trainer:
             if distributed.is_main() else distributed.NullLogger()
         self.eval_every = self.eval_every or max(len(data.train) // self.batch_size, 1)  # null: once per epoch
         self.bar = open_progress(self, model, len(data.train), Path(run_dir), state.step)
+        self.earlier_s, self.started = float((resume or {}).get("elapsed_s", 0.0)), time.monotonic()
         try:
             if resume is None:
                 self._validate(model, objective, state)
             self._loop(model, objective, data, state, stop)
+        except BaseException:
+            self.bar.close(interrupted=True)
+            raise
         finally:
             self.bar.close()
             self.logger.close()
@@ -157,7 +161,7 @@ class Trainer:
         return RunState(ckpt["step"], ckpt["best_val_elbo"], ckpt["val"])
 
     def _loop(self, model, objective, data: ImageData, state: RunState, stop=None) -> None:
-        meter, tick, seen = self.meter, time.perf_counter(), 0
+        meter, window = self.meter, Throughput()
         model.train()
         while state.step < self.max_steps:
             try:
@@ -166,18 +170,19 @@ class Trainer:
                 meter.check_finite()  # raise: name that step instead
                 raise
             state.step += 1  # the host's count, for the loop only: the step itself reads step_fn.step
-            seen += self.batch_size
+            window.seen += self.batch_size
             self.bar.advance(state.step)
             if state.step % self.log_every == 0 or state.step == self.max_steps:
-                self._log_train(meter, objective, state.step, seen, tick)
+                self._log_train(meter, objective, state.step, window)
                 meter.reset()
-                tick, seen = time.perf_counter(), 0
+                window.reset()
             if state.step % self.eval_every == 0 or state.step == self.max_steps:
-                meter.check_finite()
+                meter.check_finite()  # a host sync: the steps queued so far count as training time
                 self.guard.check(meter.describe_first_bad())
+                window.pause()
                 self._validate(model, objective, state)
                 model.train()
-                tick = time.perf_counter()  # throughput counts training only
+                window.resume()
             if stop and state.step < self.max_steps:  # a signal arrived: save this finished step, let the CLI exit
                 raise StopRequested(stop.signum, state.step, self._save(model, state, None))
 
@@ -186,18 +191,19 @@ class Trainer:
         self.step_fn.idx.copy_(next(self.batches))
         self.run_step()
 
-    def _log_train(self, meter: Meter, objective, step: int, seen: int, tick: float) -> None:
+    def _log_train(self, meter: Meter, objective, step: int, window: Throughput) -> None:
         self.guard.check(meter.describe_first_bad())
         distributed.average_meter(meter)
         means = meter.means()  # the host sync: the clock is read after it, so queued device work counts
-        examples_per_sec = seen / (time.perf_counter() - tick)
+        examples_per_sec = window.rate()
         knobs = objective.knobs(step - 1)  # beta, temperature ...
         extra = {**knobs, "lr": float(self.opt.param_groups[0]["lr"]), "examples_per_sec": examples_per_sec}
         if self.guard.skip:
             extra["skipped_steps"] = int(self.guard.skipped)
         self.logger.scalars("train", {**means, **extra}, step)
         self.bar.note({**means, "examples_per_sec": examples_per_sec})
-        log.info(f"step {step:>7d}/{self.max_steps}  {summary({**means, **knobs})}  {examples_per_sec:8.0f} ex/s")
+        log.info(f"step {step:>7d}/{self.max_steps}  {summary({**means, **knobs})}  {examples_per_sec:8.0f} ex/s",
+                 extra=PERIODIC)
 
     @torch.no_grad()
     def _validate(self, model, objective, state: RunState) -> None:
@@ -232,6 +238,10 @@ class Trainer:
         pairs = torch.stack([x, lik.mean(model(x, y))], dim=1).flatten(0, 1)  # input, reconstruction, ...
         self.logger.image("reconstructions/val", make_grid(pairs.float(), nrow=8), step)
 
+    def run_seconds(self) -> float:
+        """Wall seconds of the earlier segments (up to the checkpoint this one resumed) plus this segment's."""
+        return self.earlier_s + time.monotonic() - self.started
+
     def _save(self, model, state: RunState, val: dict | None) -> Path:
         """step_N.pt (the newest keep_last kept), last.pt, and best.pt when `val` has the best elbo so far."""
         better = val is not None and val_score(val) > state.best_val_elbo  # VQ-VAE (no elbo): -loss
@@ -240,7 +250,8 @@ class Trainer:
                 "step_tensor": self.step_fn.step.clone(), "lr_schedule": self.sched.state_dict(),
                 "batches": self.batches.state_dict(), "rng": rng_state(), "config": self.config,
                 "val": val or state.last_val, "best_val_elbo": state.best_val_elbo,
-                "meter": self.meter.state_dict(), "nonfinite": self.guard.state_dict()}
+                "meter": self.meter.state_dict(), "nonfinite": self.guard.state_dict(),
+                "elapsed_s": self.run_seconds()}  # the whole run's wall time so far, every resumed segment included
         last, best = self.ckpt_dir / "last.pt", self.ckpt_dir / "best.pt"
         paths = [step_path(self.ckpt_dir, state.step)] * bool(self.keep_last) + [last] + [best] * better
         save_checkpoint(paths[0], ckpt, tuple(paths[1:]))
