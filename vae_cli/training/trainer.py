@@ -67,6 +67,7 @@ class Trainer:
         self.optimizer = optimizer or functools.partial(torch.optim.Adam, lr=lr)
         self.lr_schedule = lr_schedule or functools.partial(ConstantLR, total_steps=max_steps)
         self.progress, self.progress_every_s = check_setting(progress), progress_every_s  # progress.py
+        self.earlier_s, self.started = 0.0, time.monotonic()  # the run's wall clock (run_seconds), set by fit
 
     def autocast(self):
         if self.precision == "bf16":  # validate.check_device: bf16 needs CUDA (tests run the step's CPU form)
@@ -80,6 +81,7 @@ class Trainer:
 
         resume: a checkpoint to continue from exactly; stop: a flag (signals.StopFlag) read once per step."""
         self.device, self.config, self.ckpt_dir = torch.device(device), config, Path(run_dir) / "checkpoints"
+        self.earlier_s, self.started = float((resume or {}).get("elapsed_s", 0.0)), time.monotonic()
         why = graph_obstacle(self.device, self.compile, distributed.world_size() > 1)
         if self.cuda_graph is True and why:  # fails early (the CLI refuses it before data loads: validate.py)
             raise refusal(why)
@@ -96,7 +98,6 @@ class Trainer:
             if distributed.is_main() else distributed.NullLogger()
         self.eval_every = self.eval_every or max(len(data.train) // self.batch_size, 1)  # null: once per epoch
         self.bar = open_progress(self, model, len(data.train), Path(run_dir), state.step)
-        self.earlier_s, self.started = float((resume or {}).get("elapsed_s", 0.0)), time.monotonic()
         try:
             if resume is None:
                 self._validate(model, objective, state)
