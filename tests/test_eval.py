@@ -97,7 +97,7 @@ def test_missing_corrupt_and_incompatible_checkpoints(debug_run, tmp_path):
 
 
 def test_eval_in_process_out_dir_and_subset(debug_run, tmp_path):
-    """out= puts metrics.json and tb/ there; num_examples evaluates a prefix of the split."""
+    """out= puts metrics.json and the TensorBoard events there; num_examples evaluates a prefix of the split."""
     record = run_eval(eval_cfg(f"ckpt={debug_run / 'checkpoints' / 'last.pt'}", f"out={tmp_path}", "k=4",
                                "k_chunk=3", "num_examples=20", "quality=false", "progress=false"))
     assert record["num_examples"] == 20 and record["sample_quality"] is None
