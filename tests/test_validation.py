@@ -242,7 +242,7 @@ def test_case9_a_corrupt_or_unwritable_classifier_cache_is_retrained_not_fatal(t
 
 
 @pytest.mark.parametrize("arg, dotted", [("lr=1e-4", "trainer.lr"), ("batch_size=64", "trainer.batch_size"),
-                                         ("warmup_steps=10", "lr_schedule.warmup_steps")])
+                                         ("warmup_steps=10", "schedule.warmup_steps' or 'lr_schedule.warmup_steps")])
 def test_a_bare_key_that_is_a_nested_leaf_suggests_its_dotted_name(arg, dotted):
     from vae_cli.overrides import check_overrides
 

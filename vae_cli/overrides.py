@@ -49,9 +49,9 @@ def closest(word: str, candidates: list[str]) -> list[str]:
 
 
 def unknown_key(key: str, groups: dict, keys: list[str], nested: list[str] = ()) -> str:
-    """nested: the dotted keys whose last part is `key` (lr -> trainer.lr): the suggestion, before near names."""
-    near = [*nested, *difflib.get_close_matches(key, list(groups) + keys, n=1, cutoff=0.6)]
-    hint = f" — did you mean '{near[0]}'?" if near else ""
+    """nested: the dotted keys whose last part is `key` (lr -> trainer.lr): each is suggested, else a near name."""
+    near = list(nested) or difflib.get_close_matches(key, list(groups) + keys, n=1, cutoff=0.6)
+    hint = f" — did you mean {' or '.join(repr(k) for k in near)}?" if near else ""
     listing = f"groups: {', '.join(groups)}; keys: " if groups else "keys: "
     return f"unknown key '{key}'{hint} ({listing}{', '.join(k for k in keys if k not in groups)})"
 
@@ -105,12 +105,14 @@ def compose_plain(config_name: str, overrides: list[str]) -> dict | None:
 
 
 def nested_leaves(config_name: str, key: str, picks: list[str]) -> list[str]:
-    """The dotted keys of the config composed with these group picks whose last part is `key` (lr -> trainer.lr)."""
+    """The dotted keys of the config composed with these group picks whose last part is `key` (lr -> trainer.lr;
+    not optimizer.lr, which follows ${trainer.lr})."""
     def leaves(node, prefix=""):
         for k, v in node.items() if isinstance(node, dict) else ():
-            yield from leaves(v, f"{prefix}{k}.") if isinstance(v, dict) else [f"{prefix}{k}"]
+            yield from leaves(v, f"{prefix}{k}.") if isinstance(v, dict) else [(f"{prefix}{k}", v)]
     cfg = compose_plain(config_name, picks) or {}
-    return [k for k in leaves(cfg) if "." in k and k.rsplit(".", 1)[-1] == key and not k.startswith("hydra.")]
+    return [k for k, v in leaves(cfg) if "." in k and k.rsplit(".", 1)[-1] == key and not k.startswith("hydra.")
+            and not str(v).startswith("${")]
 
 
 def unknown_nested(key: str, cfg: dict) -> str | None:
