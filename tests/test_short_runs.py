@@ -6,7 +6,7 @@ import pytest
 import torch
 from clitools import TINY, run, scalars
 
-from vae_cli.schedules import Constant, IWAEPaperLR, LinearWarmup, Weight, start_notes
+from vae_cli.schedules import Constant, IWAEPaperLR, LinearWarmup, Weight
 
 
 def test_a_warm_up_longer_than_the_run_names_the_beta_it_ends_at():
@@ -25,7 +25,6 @@ def test_the_paper_lr_schedule_squeezed_into_a_short_run_says_so_and_offers_cosi
     assert "96% of its steps run at lr <= 0.00019" in note and "lr_schedule=cosine" in note
     assert sum(short.value(s) <= 0.2 for s in range(3000)) / 3000 == pytest.approx(0.96, abs=0.005)
     assert IWAEPaperLR(opt, total_steps=10**6).budget_note(400.0) is None  # over a tenth of the design
-    assert start_notes(None, short, 3000, 1.2) == [note]  # the VQ-VAE has no weight
 
 
 @pytest.mark.slow

@@ -254,8 +254,3 @@ class IWAEPaperLR(LRSchedule):
         stage = (step >= self._starts[step.device]).sum()
         return torch.pow(self.decay, _float(stage))
 
-
-def start_notes(weight: Weight | None, lr_schedule: LRSchedule, total_steps: int, passes: float) -> list[str]:
-    """The warnings a run's recipe earns at its start: a beta warm-up or an lr schedule the run cuts short."""
-    notes = [weight.start_note(total_steps) if weight is not None else None, lr_schedule.budget_note(passes)]
-    return [n for n in notes if n]
