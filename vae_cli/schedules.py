@@ -253,4 +253,3 @@ class IWAEPaperLR(LRSchedule):
             self._starts[step.device] = torch.tensor(self.starts, device=step.device)
         stage = (step >= self._starts[step.device]).sum()
         return torch.pow(self.decay, _float(stage))
-

@@ -31,8 +31,8 @@ log = logging.getLogger("vae_cli")
 
 @dataclass
 class Run:
-    """Where a run writes (TensorBoard events, checkpoints/) and what it records: the resolved config (in every checkpoint and
-    as text in TensorBoard) and the HParams tab's values."""
+    """Where a run writes (TensorBoard events, checkpoints/) and what it records: the resolved config (in every
+    checkpoint and as text in TensorBoard) and the HParams tab's values."""
 
     dir: Path
     config: dict
