@@ -18,7 +18,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from vae_cli.data import ImageData, data_root
+from vae_cli.data.cache import default_dir as image_cache_dir
 from vae_cli.errors import UserError
+from vae_cli.evaluation.manifold import manifold_scores
 
 log = logging.getLogger("vae_cli")
 FEATURES = 128
@@ -45,7 +47,11 @@ class SmallClassifier(nn.Module):
 
 
 def cache_path(data: ImageData, root: str | None) -> Path:
+    """Beside the torchvision data; for the user's own images (whose data_dir may be their folder) in the user
+    cache, named by the images' fingerprint."""
     c, h, w = data.image_shape
+    if data.fingerprint:
+        return image_cache_dir().parent / "classifiers" / f"{data.fingerprint}-{len(data.train)}.pt"
     return data_root(root) / "vae-cli-classifiers" / f"{data.name}-{c}x{h}x{w}-{len(data.train)}.pt"
 
 
@@ -172,7 +178,8 @@ def label_entropies(probs: torch.Tensor) -> dict[str, float]:
 
 @torch.no_grad()
 def sample_quality(model, data: ImageData, device: torch.device, root: str | None, num_samples: int) -> dict:
-    """Fréchet distance (classifier features) between test images and prior samples (likelihood means)."""
+    """Fréchet distance, precision / recall and density / coverage (evaluation/manifold.py), all in the
+    classifier's features, between test images and prior samples (likelihood means)."""
     net = load_or_train(data, device, root)
     real = data.test.images[:num_samples].to(device).float() / 255.0
     labels = data.test.labels[:num_samples].to(device)  # offered to conditional decoders; others ignore them
@@ -181,5 +188,6 @@ def sample_quality(model, data: ImageData, device: torch.device, root: str | Non
     real_f, _ = features_and_probs(net, real)
     fake_f, probs = features_and_probs(net, fake)
     return {"classifier_fd": frechet_distance(real_f, fake_f), "num_samples": len(real),
+            **manifold_scores(real_f.float(), fake_f.float()),
             "classifier_test_accuracy": accuracy(net, real, data.test.labels[:num_samples]),
             **label_entropies(probs)}

@@ -19,9 +19,10 @@ log = logging.getLogger("vae_cli")
 # Keys that may change between a run and its resumption: they set how long, where and how loudly it runs,
 # not what is trained. Everything else must match the checkpoint's resolved config.
 MAY_CHANGE = ("resume", "max_steps", "max_epochs", "trainer.max_steps", "device", "data_dir", "dataset.root",
-              "dataset.download", "trainer.log_every", "trainer.eval_every", "trainer.eval_batch_size",
-              "trainer.keep_last", "trainer.nonfinite", "trainer.max_skips", "trainer.num_images", "trainer.progress",
-              "trainer.progress_every_s")  # train.yaml leaves these out of run-dir names
+              "dataset.path", "dataset.cache_dir", "dataset.download", "trainer.log_every", "trainer.eval_every",
+              "trainer.eval_batch_size", "trainer.keep_last", "trainer.nonfinite", "trainer.max_skips",
+              "trainer.num_images", "trainer.progress", "trainer.progress_every_s")  # train.yaml leaves these out of
+# run-dir names
 # Values the first start fixes for the whole run: a resumed (or extended) run keeps the stored value unless the
 # user typed another one. schedule.total_steps sets the cyclical schedule's period (total_steps / n_cycles):
 # extending a cyclical run with a larger max_steps keeps that period and simply runs more cycles.
