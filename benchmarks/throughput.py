@@ -83,7 +83,7 @@ def vae_cli_run(device: torch.device, overrides: list[str], steps: int, windows:
                        f"trainer.log_every={steps}", f"trainer.eval_every={steps * windows}"])
     with PeakMemory(device) as mem:
         run_training(cfg, run_dir)
-    events = EventAccumulator(str(run_dir / "tb"))
+    events = EventAccumulator(str(run_dir))
     events.Reload()
     return [e.value for e in events.Scalars("train/examples_per_sec")], mem, cfg, run_dir
 

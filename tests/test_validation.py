@@ -93,7 +93,7 @@ def user_error(fn) -> str:
 def test_bad_values_and_combinations_stop_before_training(tmp_path, cfg_factory, overrides, expected):
     message = user_error(lambda: run_training(cfg_factory("trainer=debug", *overrides), tmp_path))
     assert expected in message
-    assert not (tmp_path / "tb").exists()  # nothing trained, nothing logged
+    assert not list(tmp_path.rglob("events.out.tfevents.*"))  # nothing trained, nothing logged
 
 
 def test_missing_data_offline(tmp_path, cfg_factory):
@@ -239,3 +239,13 @@ def test_case9_a_corrupt_or_unwritable_classifier_cache_is_retrained_not_fatal(t
     assert not list(path.parent.glob("*.tmp"))
     assert load_or_train(data, torch.device("cpu"), "/dev/null/cache") is not None  # HOME=/dev/null: no cache
     assert "could not cache the sample-quality classifier" in caplog.text
+
+
+@pytest.mark.parametrize("arg, dotted", [("lr=1e-4", "trainer.lr"), ("batch_size=64", "trainer.batch_size"),
+                                         ("warmup_steps=10", "schedule.warmup_steps' or 'lr_schedule.warmup_steps")])
+def test_a_bare_key_that_is_a_nested_leaf_suggests_its_dotted_name(arg, dotted):
+    from vae_cli.overrides import check_overrides
+
+    with pytest.raises(UserError) as e:
+        check_overrides("train", ["vae-train", arg, *(["lr_schedule=cosine"] if "warmup" in arg else [])])
+    assert str(e.value).startswith(f"unknown key '{arg.split('=')[0]}' — did you mean '{dotted}'?")

@@ -23,11 +23,15 @@ def _check_line(tool: str, config_name: str, line) -> None:
     """A misspelled key or group option: one line with the closest names, exit 2, before Hydra composes.
     Also registers the resolvers that fill the --help page (configs/hydra/help/)."""
     from vae_cli.cli_help import register_help_resolvers
-    from vae_cli.overrides import check_overrides, register_run_name_resolver
+    from vae_cli.overrides import check_overrides
+    from vae_cli.run_paths import register_run_name_resolver
+    from vae_cli.versions import check_torchvision
 
     register_help_resolvers()
     register_run_name_resolver()
+    sys.argv = line.argv  # what Hydra composes: the line as read (paths quoted), resumed and for this rank
     try:
+        check_torchvision()
         check_overrides(config_name, line)
     except UserError as e:
         print(f"{tool}: error: {e}", file=sys.stderr)
@@ -37,8 +41,9 @@ def _check_line(tool: str, config_name: str, line) -> None:
 def _read_line():
     """sys.argv, parsed once (command_line.py): every check before Hydra reads this view."""
     from vae_cli.command_line import CommandLine
+    from vae_cli.run_paths import quote_paths
 
-    return CommandLine.parse(sys.argv)
+    return CommandLine.parse(quote_paths(sys.argv))  # a printed path pasted back as it is (it may hold '=' or ',')
 
 
 def _train(cfg: DictConfig, existed: frozenset = frozenset()) -> float:
@@ -48,13 +53,15 @@ def _train(cfg: DictConfig, existed: frozenset = frozenset()) -> float:
     from vae_cli.training.signals import Interrupted, StopRequested, stop_on_signals
     from vae_cli.pictures import val_score
     from vae_cli.training.threads import apply_in_job
+    from vae_cli.training.progress import terminal_logging
 
     sweeps.register_resolvers()
     hydra_cfg = HydraConfig.get()
     run_dir = hydra_cfg.runtime.output_dir
     try:
         with rundir.claim(run_dir, cfg, hydra_cfg, main=rundir.owns_run_dir(), existed=existed) as claimed, \
-                stop_on_signals() as stop, distributed.process_group(use_cuda=resolve_device(cfg.device).type == "cuda"):
+                stop_on_signals() as stop, distributed.process_group(use_cuda=resolve_device(cfg.device).type == "cuda"), \
+                terminal_logging(cfg.trainer.get("progress", "auto"), distributed.is_main()):  # short lines under a bar
             threads = apply_in_job(cfg.trainer.get("threads"))  # torch's thread count, said once the run starts
 
             def ready(resume) -> None:  # every check passed: the run dir is written, train.log is open
@@ -147,7 +154,6 @@ def train_main() -> None:
     line = line.plus(*distributed.worker_overrides(line))  # torchrun ranks > 0 leave the run dir to rank 0
     sweeps.register_resolvers()
     _check_line("vae-train", "train", line)
-    sys.argv = line.argv  # what Hydra composes: the line as resumed, for this rank
 
     def train(cfg: DictConfig) -> float:
         return _train(cfg, existed)
@@ -235,7 +241,6 @@ def prior_main() -> None:
             print(f"vae-prior: error: {e}", file=sys.stderr)
             sys.exit(EXIT_USER_ERROR)
         _check_line("vae-prior", "code_prior", line)
-        sys.argv = line.argv
         _hydra_main("code_prior", _prior)
 
     _interruptible("vae-prior", main, "nothing was trained (once training runs, Ctrl-C saves a checkpoint)")

@@ -30,16 +30,32 @@ class Schedule:
             return self.value(0)
         return self.tensor(step) if torch.is_tensor(step) else self.value(step)
 
+    def start_note(self, total_steps: int, scale: float = 1.0) -> str | None:
+        """What a run of `total_steps` should know about this schedule (times `scale`) at its start, or None."""
+        return None
+
 
 def _float(step: torch.Tensor) -> torch.Tensor:
     return step.to(torch.float32)
 
 
 class Constant(Schedule):
+    """beta_t = 1. warmup_steps is taken and unused, so one sweep can set schedule.warmup_steps for
+    objective=elbo,kl_annealing; a value set here is named in a warning at start."""
+
     constant = True
+
+    def __init__(self, warmup_steps: int | None = None):
+        self.warmup_steps = warmup_steps
 
     def value(self, step: int) -> float:
         return 1.0
+
+    def start_note(self, total_steps: int, scale: float = 1.0) -> str | None:
+        if self.warmup_steps is not None:
+            return (f"schedule.warmup_steps={self.warmup_steps} is unused: this objective keeps beta constant "
+                    f"(objective=kl_annealing warms it up)")
+        return None
 
 
 class LinearWarmup(Schedule):
@@ -54,6 +70,14 @@ class LinearWarmup(Schedule):
 
     def tensor(self, step: torch.Tensor) -> torch.Tensor:
         return (self.start + (1.0 - self.start) * _float(step) / self.warmup_steps).clamp(max=1.0)
+
+    def start_note(self, total_steps: int, scale: float = 1.0) -> str | None:
+        end = self.value(total_steps - 1)  # at the run's last update
+        if end >= 1.0:
+            return None
+        return (f"the KL warm-up (schedule.warmup_steps={self.warmup_steps}) is longer than the run "
+                f"({total_steps} steps): beta ends at {scale * end:.2f}, not {scale:g}; to reach it, e.g. "
+                f"schedule.warmup_steps={max(total_steps // 2, 1)} (half the run)")
 
 
 class Cyclical(Schedule):
@@ -106,6 +130,9 @@ class Weight:
     def __call__(self, step):
         return self.beta * self.schedule(step)
 
+    def start_note(self, total_steps: int) -> str | None:
+        return self.schedule.start_note(total_steps, self.beta)
+
 
 class LRSchedule(Schedule):
     """lr_t = lr * factor(step) for every param group of `optimizer`, applied before each update.
@@ -129,6 +156,10 @@ class LRSchedule(Schedule):
                 group["lr"].copy_(factor * base)
             else:
                 group["lr"] = base * float(factor)
+
+    def budget_note(self, passes: float) -> str | None:
+        """What a run of `passes` passes over the training set should know about this schedule, or None."""
+        return None
 
     def state_dict(self) -> dict:
         return {"base_lrs": list(self.base_lrs)}
@@ -204,10 +235,21 @@ class IWAEPaperLR(LRSchedule):
         ends = [sum(passes[: i + 1]) / sum(passes) for i in range(stages - 1)]
         self.starts = [round(total_steps * f) for f in ends]  # the first step of stages 1 .. stages-1
         self.decay = final_factor ** (1 / (stages - 1))
+        self.design = sum(passes)  # the passes the stages were laid out for (the paper: 3280)
         self._starts = {}  # device -> the starts as a tensor, made in an eager step before any capture
 
     def value(self, step: int) -> float:
         return self.decay ** sum(step >= s for s in self.starts)
+
+    def budget_note(self, passes: float, low: float = 0.2) -> str | None:
+        """A run under a tenth of the design: its first stages (the high lr) shrink to a few steps."""
+        if passes >= self.design / 10:
+            return None
+        stage = next((i for i in range(1, len(self.starts) + 1) if self.decay**i <= low), len(self.starts))
+        share = 1 - self.starts[stage - 1] / self.total_steps  # the steps from that stage on
+        return (f"lr_schedule=iwae_paper lays its stages out for {self.design:g} passes over the data; this run makes "
+                f"{passes:.3g}, so {share:.0%} of its steps run at lr <= {self.base_lrs[0] * self.decay**stage:.2g}. "
+                f"For a short run use lr_schedule=cosine; for the paper's recipe, max_epochs={self.design:g}")
 
     def tensor(self, step: torch.Tensor) -> torch.Tensor:
         if step.device not in self._starts:

@@ -40,9 +40,10 @@ def run_training(cfg: DictConfig, run_dir: str | Path, choices: dict | None = No
     objective, trainer = fit_to_data(plan, data)
     model = build_model(cfg, data.image_shape)
     check_likelihood(model, data, plan.choices)
-    log.info(f"{data.name}: {len(data.train)} train / {len(data.val)} val images of shape {data.image_shape}; "
-             f"model {sum(p.numel() for p in model.parameters()):,} parameters; {cfg.max_steps} steps on "
-             f"{plan.device}")
+    log.info(f"data: {data.name}, {len(data.train):,} train / {len(data.val):,} val images of "
+             f"{'x'.join(map(str, data.image_shape))}")
+    if objective.weight is not None and (note := objective.weight.start_note(cfg.max_steps)):
+        log.warning(note)  # e.g. a KL warm-up longer than the run
     if ready is not None:
         ready(plan.resume)
     if plan.resume:
@@ -50,6 +51,13 @@ def run_training(cfg: DictConfig, run_dir: str | Path, choices: dict | None = No
     run = Run(Path(run_dir), OmegaConf.to_container(cfg, resolve=True), hparams(cfg, plan.choices))
     val = trainer.fit(VAETask(model, objective, data), plan.device, run, resume=plan.resume and plan.resume[0],
                       stop=stop)
-    log.info(f"done: val {summary(val)} after {cfg.max_steps} steps in {clock(time.monotonic() - started)}; "
-             f"run dir {Path(run_dir).resolve()}; best checkpoint {Path(run_dir).resolve() / 'checkpoints' / 'best.pt'}")
+    log.info(done_line(cfg.max_steps, trainer.earlier_s, time.monotonic() - started, plan.resume, val))
+    log.info(f"best checkpoint: {Path(run_dir).resolve() / 'checkpoints' / 'best.pt'}")
     return val
+
+
+def done_line(steps: int, earlier_s: float, segment_s: float, resume, val: dict) -> str:
+    """The run's steps and wall time (after a resume: the whole run's, earlier segments up to the checkpoint
+    resumed included, then this segment's) and its final validation."""
+    segment = f" (this segment {clock(segment_s)}, from step {resume[0]['step']:,})" if resume else ""
+    return f"done: {steps:,} steps in {clock(earlier_s + segment_s)}{segment}; val {summary(val)}"
