@@ -106,10 +106,10 @@ class Progress:
 
 
 def start_line(run_dir: Path, device, num_params: int, max_steps: int, steps_per_epoch: int,
-               batch_size: int) -> str:
-    """The one line a run starts with: where it writes, on what, how big, how long."""
+               batch_size: int, precision: str = "fp32") -> str:
+    """The one line a run starts with: where it writes, on what, in which precision, how big, how long."""
     epochs = max_steps / max(steps_per_epoch, 1)
-    return (f"run dir {Path(run_dir).resolve()} | device {device} | {num_params:,} parameters | "
+    return (f"run dir {Path(run_dir).resolve()} | device {device} | precision {precision} | {num_params:,} parameters | "
             f"{max_steps:,} steps = {epochs:.3g} epochs of {steps_per_epoch:,} batches of {batch_size}")
 
 
@@ -120,6 +120,8 @@ def open_progress(trainer, model, num_train: int, run_dir: Path, start_step: int
     spe = max(num_train // trainer.batch_size, 1)  # full batches per epoch, as set_run_length counts them
     if distributed.is_main():
         num_params = sum(p.numel() for p in model.parameters())
-        log.info(start_line(run_dir, trainer.device, num_params, trainer.max_steps, spe, trainer.batch_size))
+        why = trainer.precision_why
+        precision = f"{trainer.precision_used} ({why})" if why else trainer.precision_used
+        log.info(start_line(run_dir, trainer.device, num_params, trainer.max_steps, spe, trainer.batch_size, precision))
     mode = choose_mode(trainer.progress, distributed.is_main())
     return Progress(mode, trainer.max_steps, spe, start_step, trainer.progress_every_s)

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torchvision.utils import make_grid
 
 from vae_cli.training import distributed, speed
 from vae_cli.training.checkpoint import rng_state, save_checkpoint, set_rng_state
@@ -19,7 +18,7 @@ from vae_cli.training.nonfinite import NonFiniteGuard
 from vae_cli.training.progress import check_setting, open_progress
 from vae_cli.training.step import StepFunction, capture, graph_obstacle, refusal
 from vae_cli.schedules import ConstantLR
-from vae_cli.pictures import fixed_labels, sample_grids, summary, val_score
+from vae_cli.pictures import fixed_labels, make_grid, sample_grids, summary, val_score
 from vae_cli.training.resume import prune, step_path
 from vae_cli.training.signals import StopRequested
 from vae_cli.training.tblog import RunLogger
@@ -50,8 +49,8 @@ class Trainer:
         if max_steps <= 0 or lr <= 0 or log_every <= 0 or (eval_every or 1) <= 0 or eval_batch_size <= 0:
             raise ConfigError(f"trainer: max_steps={max_steps}, lr={lr}, log_every={log_every}, "
                               f"eval_every={eval_every}, eval_batch_size={eval_batch_size} must all be > 0")
-        if precision not in ("fp32", "bf16"):
-            raise ConfigError(f"trainer.precision={precision!r}; choose fp32 or bf16")
+        if precision not in speed.PRECISIONS:
+            raise ConfigError(f"trainer.precision={precision!r}; choose one of {', '.join(speed.PRECISIONS)}")
         if compile_mode not in COMPILE_MODES:
             raise ConfigError(f"trainer.compile_mode={compile_mode!r}; choose one of {COMPILE_MODES}")
         if grad_clip is not None and grad_clip <= 0:
@@ -69,7 +68,8 @@ class Trainer:
         self.progress, self.progress_every_s = check_setting(progress), progress_every_s  # progress.py
 
     def autocast(self):
-        if self.precision == "bf16":  # validate.check_device: bf16 needs CUDA (tests run the step's CPU form)
+        """bf16: matmuls and convs in bf16; the heads cast their outputs to fp32, so densities and loss are fp32."""
+        if self.precision_used == "bf16":
             return torch.autocast(self.device.type, dtype=torch.bfloat16, cache_enabled=False)  # graph-safe: no cast cache
         return contextlib.nullcontext()
 
@@ -107,6 +107,7 @@ class Trainer:
         step as it is captured (capturable optimizer, device-tensor lr), by default on CUDA; tests build it so
         on the CPU too (tests/test_capture_safety.py)."""
         self.device = torch.device(device)
+        self.precision_used, self.precision_why = speed.resolve_precision(self.precision, self.device)
         speed.to_channels_last(model.to(self.device), self.channels_last)
         speed.set_tf32(self.tf32, self.device)
         data = data.to(self.device)
@@ -236,7 +237,8 @@ class Trainer:
                 "step_tensor": self.step_fn.step.clone(), "lr_schedule": self.sched.state_dict(),
                 "batches": self.batches.state_dict(), "rng": rng_state(), "config": self.config,
                 "val": val or state.last_val, "best_val_elbo": state.best_val_elbo,
-                "meter": self.meter.state_dict(), "nonfinite": self.guard.state_dict()}
+                "meter": self.meter.state_dict(), "nonfinite": self.guard.state_dict(),
+                "precision": self.precision_used}
         last, best = self.ckpt_dir / "last.pt", self.ckpt_dir / "best.pt"
         paths = [step_path(self.ckpt_dir, state.step)] * bool(self.keep_last) + [last] + [best] * better
         save_checkpoint(paths[0], ckpt, tuple(paths[1:]))
