@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from vae_cli.build import build_data, build_model, build_objective
-from vae_cli.models.categorical import CategoricalHead, UniformCategorical, gumbel_softmax_sample
+from vae_cli.models.categorical import CategoricalHead, UniformCategorical, categorical_kl, gumbel_softmax_sample
 from vae_cli.schedules import ExponentialDecay
 
 
@@ -17,7 +17,7 @@ def test_kl_to_uniform_matches_brute_force_sum():
     n, c = 3, 4
     head, prior = CategoricalHead(5, n, c), UniformCategorical(n, c)
     q, p = head(torch.randn(2, 5)), prior()
-    kl = torch.distributions.kl_divergence(q.base_dist, p.base_dist)  # (B, N)
+    kl = categorical_kl(q.base_dist, p.base_dist)  # (B, N), what the family uses
     assert kl.shape == (2, n)
     brute = torch.zeros(2)
     for combo in itertools.product(range(c), repeat=n):
@@ -26,6 +26,17 @@ def test_kl_to_uniform_matches_brute_force_sum():
         brute += log_q.exp() * (log_q - n * math.log(1.0 / c))
     assert torch.allclose(kl.sum(-1), brute, atol=1e-5)
     assert torch.allclose(p.log_prob(z), torch.tensor(n * math.log(1.0 / c)))
+
+
+def test_categorical_kl_edge_cases_match_torch_rule():
+    """Zero-mass classes: 0 log 0 = 0 where q has none, inf where only p has none; torch's rule agrees."""
+    OneHot = torch.distributions.OneHotCategorical
+    q = OneHot(probs=torch.tensor([[0.5, 0.5, 0.0], [0.2, 0.3, 0.5]]))
+    p = OneHot(probs=torch.tensor([[0.25, 0.25, 0.5], [0.0, 0.5, 0.5]]))
+    kl = categorical_kl(q, p)
+    assert kl[0].item() == pytest.approx(math.log(2.0))  # 2 * 0.5 * log(0.5 / 0.25)
+    assert kl[1].item() == math.inf
+    assert torch.equal(kl, torch.distributions.kl_divergence(q, p))
 
 
 def test_straight_through_is_one_hot_with_gradient():

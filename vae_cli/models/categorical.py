@@ -7,7 +7,7 @@ The KL to the uniform prior is in closed form, per latent: sum_c q_c (log q_c + 
 """
 import torch
 import torch.nn as nn
-from torch.distributions import Distribution, Independent, OneHotCategorical, RelaxedOneHotCategorical, kl_divergence
+from torch.distributions import Distribution, Independent, OneHotCategorical, RelaxedOneHotCategorical
 
 from vae_cli.errors import ConfigError
 from vae_cli.models.base import Encode, Family, LatentKind, LatentTerms, PosteriorHead, Prior
@@ -49,6 +49,18 @@ class UniformCategorical(Prior):
 
     def forward(self, encode: Encode | None = None) -> Distribution:
         return Independent(OneHotCategorical(logits=self.logits), 1)
+
+
+def categorical_kl(q: OneHotCategorical, p: OneHotCategorical) -> torch.Tensor:
+    """KL(q || p) in nats over the last dim, batch shape kept: (..., C) -> (...).
+
+    The closed form of torch's registered rule, with torch.where in place of boolean-mask writes
+    (some torch versions write `t[mask] = inf`, a host sync that a CUDA graph capture refuses).
+    """
+    t = q.probs * (q.logits - p.logits)
+    t = torch.where(p.probs == 0, torch.inf, t)  # q puts mass where p has none
+    t = torch.where(q.probs == 0, 0.0, t)  # 0 log 0 = 0
+    return t.sum(-1)
 
 
 def gumbel_softmax_sample(logits: torch.Tensor, temperature: float, num_samples: int, hard: bool) -> torch.Tensor:
@@ -103,7 +115,7 @@ class CategoricalVAE(Family):
             z_hard = one_hot(z.argmax(-1), z.shape[-1], z.dtype)
         else:
             z = z_hard = q.sample((num_samples,))
-        kl = kl_divergence(q.base_dist, p.base_dist)  # (B, N) closed form
+        kl = categorical_kl(q.base_dist, p.base_dist)  # (B, N) closed form
         return LatentTerms(self.decode(z, y).log_prob(x), p.log_prob(z_hard), q.log_prob(z_hard), kl, None, z, q, p)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> Distribution:
