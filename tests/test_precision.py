@@ -63,3 +63,13 @@ def test_bf16_is_refused_off_cpu_and_cuda(cfg_factory):
 
     with pytest.raises(ConfigError, match="trainer.precision=bf16 needs a CUDA device or the CPU"):
         check_device(cfg_factory("trainer.precision=bf16"), torch.device("mps"))
+
+
+def test_bf16_refuses_the_objective_that_lost_parity_and_auto_keeps_it_fp32(cfg_factory):
+    from vae_cli.errors import ConfigError
+    from vae_cli.objectives.iwae import IWAE
+    from vae_cli.validate import check_device
+
+    with pytest.raises(ConfigError, match="trainer.precision=bf16: objective IWAE did not train to fp32's"):
+        check_device(cfg_factory("experiment=iwae_paper_1layer", "trainer.precision=bf16"), torch.device("cpu"))
+    assert speed.resolve_precision("auto", torch.device("cpu"), IWAE()) == ("fp32", "auto: objective IWAE keeps fp32")

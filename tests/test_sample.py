@@ -124,3 +124,14 @@ def test_prior_mode_for_conditional_and_categorical_models(tmp_path, model):
         assert "prior_per_class" not in paths
         with pytest.raises(UserError, match="label=3"):
             sample(ckpt, tmp_path / "b", "mode=prior", "mode.label=3")
+
+
+@pytest.mark.parametrize("shape, nrow", [((64, 1, 28, 28), 8), ((10, 3, 5, 7), 4), ((1, 1, 4, 4), 8),
+                                         ((17, 2, 3, 3), 5)])
+def test_the_trainers_grid_draws_what_torchvision_draws(shape, nrow):
+    import torchvision
+
+    from vae_cli.pictures import make_grid
+
+    x = torch.rand(shape)
+    assert torch.equal(make_grid(x, nrow=nrow), torchvision.utils.make_grid(x, nrow=nrow))

@@ -112,6 +112,13 @@ def check_device(cfg: DictConfig, device) -> None:
     step that can be captured there (the device and the config decide it, so it is refused before data loads)."""
     if cfg.trainer.get("precision") == "bf16" and device.type not in ("cuda", "cpu"):
         raise ConfigError(f"trainer.precision=bf16 needs a CUDA device or the CPU; this run is on {device}")
+    if cfg.trainer.get("precision") == "bf16":
+        from vae_cli.build import target
+
+        objective = target(cfg.objective)
+        if not objective.bf16:
+            raise ConfigError(f"trainer.precision=bf16: objective {objective.__name__} did not train to fp32's "
+                              f"validation ELBO in bf16 (docs/performance.md); use trainer.precision=fp32 or auto")
     if cfg.trainer.get("cuda_graph") is True:  # torch-free module: the torch-side parts are imported here
         from vae_cli.training import distributed
         from vae_cli.training.step import graph_obstacle, refusal

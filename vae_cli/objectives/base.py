@@ -14,6 +14,7 @@ class Objective:
     """loss(model terms, knobs) per example, in nats; `weight` is beta x schedule (None: no regularizer weight)."""
 
     requires = "latent_terms"  # the model method this objective calls
+    bf16 = True  # trains under bf16 autocast to fp32's validation ELBO (docs/performance.md); False: refused
 
     def __init__(self, weight: Weight | None = None, num_samples: int = 1):
         if not (isinstance(num_samples, int) and num_samples >= 1):

@@ -37,14 +37,18 @@ def native_bf16_cpu(cpuinfo: str = "/proc/cpuinfo") -> bool:
     return any(f in flags for f in BF16_CPU_FLAGS)
 
 
-def resolve_precision(precision: str, device: torch.device) -> tuple[str, str]:
-    """trainer.precision -> (fp32 | bf16, what the start line adds). auto: bf16 on a CPU with native bf16
+def resolve_precision(precision: str, device: torch.device, objective=None) -> tuple[str, str]:
+    """trainer.precision -> (fp32 | bf16, what the start line adds). auto: bf16 for an objective that declares
+    bf16 parity (Objective.bf16) on a CPU with native bf16
     (measured there: the same val ELBO within 0.5 nats, faster; docs/performance.md), fp32 elsewhere (CUDA:
     not measured yet; bf16 is one knob away)."""
-    if precision == "fp32" and device.type == "cpu" and native_bf16_cpu():
+    parity = getattr(objective, "bf16", True)
+    if precision == "fp32" and parity and device.type == "cpu" and native_bf16_cpu():
         return "fp32", "this CPU has native bf16: trainer.precision=auto trains faster, docs/performance.md"
     if precision != "auto":
         return precision, ""
+    if not parity:
+        return "fp32", f"auto: objective {type(objective).__name__} keeps fp32"
     if device.type == "cpu" and native_bf16_cpu():
         return "bf16", "auto: this CPU has native bf16"
     return "fp32", f"auto: {'no native bf16 on this CPU' if device.type == 'cpu' else 'fp32 on ' + device.type}"

@@ -107,7 +107,7 @@ class Trainer:
         step as it is captured (capturable optimizer, device-tensor lr), by default on CUDA; tests build it so
         on the CPU too (tests/test_capture_safety.py)."""
         self.device = torch.device(device)
-        self.precision_used, self.precision_why = speed.resolve_precision(self.precision, self.device)
+        self.precision_used, self.precision_why = speed.resolve_precision(self.precision, self.device, objective)
         speed.to_channels_last(model.to(self.device), self.channels_last)
         speed.set_tf32(self.tf32, self.device)
         data = data.to(self.device)
