@@ -68,9 +68,9 @@ if [ -n "$PREPARE" ]; then
 fi
 
 OUT=${OUT:-outputs/gpu-check-$(date +%Y%m%d-%H%M%S)}
-mkdir -p "$OUT"
+mkdir -p "$OUT" && OUT=$(cd "$OUT" && pwd)
 : > "$OUT/table.tsv"
-export VAE_DATA_DIR=${VAE_DATA_DIR:-$PWD/$OUT/data} HYDRA_FULL_ERROR=1
+export VAE_DATA_DIR=${VAE_DATA_DIR:-$OUT/data} HYDRA_FULL_ERROR=1
 row() { printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" >> "$OUT/table.tsv"; }
 
 # part: name, time limit (s), command; a part that dies or runs out of time is a FAIL row (the next one runs)
