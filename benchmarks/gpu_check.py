@@ -101,8 +101,8 @@ def part_resume(args) -> tuple[bool, str]:
     n, other = (4, "cpu") if args.dry_run else (200, "cuda")
     small = DRY if args.dry_run else []
     figures, ok = [], True
-    for first, second in (("cpu", other), (other, "cpu")):
-        run_dir = args.out / f"resume-{first}-then-{second}"
+    for i, (first, second) in enumerate((("cpu", other), (other, "cpu"))):
+        run_dir = args.out / f"resume-{i + 1}-{first}-then-{second}"
         start = vae(*small, f"device={first}", f"max_steps={n}", f"trainer.eval_every={n}", "trainer.progress=false",
                     f"hydra.run.dir={run_dir}")
         again = vae(f"resume={run_dir}", f"device={second}", f"max_steps={2 * n}", "trainer.progress=false")

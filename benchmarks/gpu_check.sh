@@ -95,19 +95,19 @@ if install_offline > "$OUT/install.log" 2>&1; then
 else
   row install FAIL "see install.log: $(tail -n 1 "$OUT/install.log")" $((SECONDS - step))
 fi
-part env 60 $PY benchmarks/gpu_check.py env --out "$OUT" $DRY
+part env 30 $PY benchmarks/gpu_check.py env --out "$OUT" $DRY
 
 step=$SECONDS
 TESTS=(tests/test_cuda_graph.py "tests/test_resume.py::test_case5_the_batch_order_state_is_device_independent")
-timeout -k 10 $((200 * LIMIT_SCALE)) $PY -m pytest -q -p no:cacheprovider -rfEs "${TESTS[@]}" > "$OUT/pytest.log" 2>&1
+timeout -k 10 $((150 * LIMIT_SCALE)) $PY -m pytest -q -p no:cacheprovider -rfEs "${TESTS[@]}" > "$OUT/pytest.log" 2>&1
 rc=$?
 summary=$(tail -n 1 "$OUT/pytest.log" | tr -d '=')
 if [ $rc = 0 ] && { [ -n "$DRY" ] || ! grep -q skipped <<< "$summary"; }; then status=PASS; else status=FAIL; fi
 row pytest $status "$summary (exit $rc; failures listed in pytest.log)" $((SECONDS - step))
 tail -n 1 "$OUT/pytest.log"
 
-part throughput 150 $PY benchmarks/gpu_check.py throughput --out "$OUT" $DRY
-part resume 60 $PY benchmarks/gpu_check.py resume --out "$OUT" $DRY
+part throughput 130 $PY benchmarks/gpu_check.py throughput --out "$OUT" $DRY
+part resume 70 $PY benchmarks/gpu_check.py resume --out "$OUT" $DRY
 part sweep 90 $PY benchmarks/gpu_check.py sweep --out "$OUT" $DRY
 [ -n "$QUALITY" ] && part quality 420 $PY benchmarks/gpu_check.py quality --out "$OUT" $DRY
 
