@@ -51,10 +51,17 @@ def counted(self):
     steps["n"] += 1
     steps["first"] = steps["first"] or tick - t0
 trainer.Trainer._train_step = counted
+def dump():
+    json.dump({"marks": marks, "steps": steps, "end": time.time() - t0}, open(out, "w"))
+exit_now = cli.exit_now
+def dump_then_exit(code):
+    dump()
+    exit_now(code)
+cli.exit_now = dump_then_exit
 try:
     cli.train_main()
 finally:
-    json.dump({"marks": marks, "steps": steps, "end": time.time() - t0}, open(out, "w"))
+    dump()
 """
 
 

@@ -31,6 +31,7 @@ def register_resolvers() -> None:
 # Sweep bookkeeping: every job writes one record to <sweep dir>/.job-<num>.json (from whichever process runs it:
 # joblib workers too); the SweepSummary callback, in the launching process, reads them all at the end.
 FAILED: list[str] = []  # the failed jobs of the sweep that just ended in this process; cli.train_main exits 2
+RAN = False  # a job finished in this process (cli.train_main then exits without the interpreter's teardown)
 
 
 def record_job(hydra_cfg, error: BaseException | None, internal: bool = False) -> str:
