@@ -53,11 +53,12 @@ def counted(self):
 trainer.Trainer._train_step = counted
 def dump():
     json.dump({"marks": marks, "steps": steps, "end": time.time() - t0}, open(out, "w"))
-exit_now = cli.exit_now
+exit_now = getattr(cli, "exit_now", None)  # absent in older versions, which end through the interpreter
 def dump_then_exit(code):
     dump()
     exit_now(code)
-cli.exit_now = dump_then_exit
+if exit_now is not None:
+    cli.exit_now = dump_then_exit
 try:
     cli.train_main()
 finally:
