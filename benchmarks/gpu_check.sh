@@ -41,7 +41,7 @@ prepare() {  # pure-Python wheels once; PyYAML's compiled ones for each Python a
   $PY -m pip wheel --quiet --wheel-dir "$WHEELS" "${NEEDS[@]}" || return 1
   for v in 3.9 3.10 3.11 3.12 3.13; do
     $PY -m pip download --quiet --dest "$WHEELS" --only-binary=:all: --no-deps --python-version "$v" \
-      --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 PyYAML || return 1
+      --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 PyYAML google-crc32c || return 1
   done
   # proof that the folder alone installs everything: a throw-away target, no index
   local probe; probe=$(mktemp -d)
@@ -55,6 +55,9 @@ install_offline() {  # what is missing, from $WHEELS alone; then this checkout, 
     $PY -m pip install --quiet --no-index --find-links "$WHEELS" hydra-core omegaconf hydra-joblib-launcher \
       || $PY -m pip install --quiet --break-system-packages --no-index --find-links "$WHEELS" hydra-core omegaconf \
            hydra-joblib-launcher || return 1
+    $PY -m pip install --quiet --no-index --find-links "$WHEELS" google-crc32c \
+      || $PY -m pip install --quiet --break-system-packages --no-index --find-links "$WHEELS" google-crc32c \
+      || echo "google-crc32c: no wheel for this Python (optional: vae-compare reads TensorBoard files more slowly)"
   fi
   if ! $PY -c "import vae_cli, sys; sys.exit(not vae_cli.__file__.startswith('$PWD'))" 2>/dev/null; then
     $PY -m pip install --quiet --no-index --find-links "$WHEELS" --no-deps -e . \
