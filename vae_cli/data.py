@@ -3,8 +3,6 @@
 No per-sample Python in the hot loop: a batch is `images[idx]`, then the likelihood's `prepare`
 (dynamic binarization or uniform dequantization) runs on the whole batch on the device.
 """
-import gzip
-import io
 import logging
 import os
 import shutil
@@ -16,12 +14,10 @@ import torch
 import torch.nn.functional as F
 
 from vae_cli.errors import ConfigError, DataError, UserError
+from vae_cli.idx_files import IDX_FAMILY, idx_stand_in, read_idx
 
 log = logging.getLogger("vae_cli")
 BUNDLED = Path(__file__).parent / "assets"  # the four official MNIST .gz files ship with the package
-IDX_FAMILY = ("MNIST", "FashionMNIST", "KMNIST")  # torchvision datasets stored as four idx files, read here
-IDX_FILES = {True: ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-             False: ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
 
 
 @dataclass
@@ -70,7 +66,8 @@ def torchvision_images(name: str, root: str | None = None, val_size: int = 5000,
     if name == "MNIST":
         _install_bundled_mnist(path)
     if name in IDX_FAMILY and _archives_present(cls, path):
-        train, test = (read_idx_split(path / name / "raw", train) for train in (True, False))
+        train, test = (Split(*read_idx(path / name / "raw", train, _can_write(path / name / "raw")))
+                       for train in (True, False))
     else:
         cls = getattr(_torchvision().datasets, name)
         # Archives already on disk pass torchvision's md5 check: "download" then only unpacks, never fetches.
@@ -88,45 +85,6 @@ def _torchvision():
     import torchvision  # only for datasets this module does not read itself, and for downloads
 
     return torchvision
-
-
-def idx_stand_in(name: str) -> type:
-    """What unpack_dir and _archives_present read of torchvision's MNIST-family class: its name, its files
-    and its classes."""
-    files = [(f"{stem}.gz", None) for pair in IDX_FILES.values() for stem in pair]
-    return type(name, (), {"resources": files, "classes": list(range(10))})
-
-
-def read_idx_split(raw: Path, train: bool) -> Split:
-    """The train or test images (N, 1, H, W) uint8 and labels (N,) int64 from idx files in `raw` (unpacked,
-    else their .gz, unpacked beside it once when the folder is writable, as torchvision does)."""
-    images, labels = (_read_idx(raw, stem) for stem in IDX_FILES[train])
-    return Split(images.unsqueeze(1).contiguous(), labels.long())
-
-
-def _read_idx(raw: Path, stem: str) -> torch.Tensor:
-    path = raw / stem
-    if path.exists():
-        with open(path, "rb") as f:
-            return _idx_tensor(path, f)
-    data = gzip.decompress((raw / f"{stem}.gz").read_bytes())
-    if _can_write(raw):
-        tmp = path.with_name(f".{stem}.{os.getpid()}")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)  # atomic: parallel sweep jobs never see half a file
-    return _idx_tensor(path, io.BytesIO(data))
-
-
-def _idx_tensor(path: Path, f) -> torch.Tensor:
-    """An idx stream: magic (0, 0, 0x08 = uint8, number of dims), big-endian int32 sizes, then the bytes,
-    read straight into the tensor's memory (one copy of ~47 MB, not two)."""
-    magic = f.read(4)
-    if magic[:3] != b"\x00\x00\x08":
-        raise DataError(f"{path} is not an idx file of bytes (magic {magic.hex()}); delete it to unpack it again")
-    out = torch.empty([int.from_bytes(f.read(4), "big") for _ in range(magic[3])], dtype=torch.uint8)
-    if f.readinto(memoryview(out.numpy()).cast("B")) != out.numel():
-        raise DataError(f"{path} is truncated; delete it to unpack it again")
-    return out
 
 
 def _archive_folder(cls, root: Path) -> Path:
