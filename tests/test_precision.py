@@ -6,6 +6,8 @@ import torch
 
 from vae_cli.build import build_data, build_model, build_objective, build_trainer, set_run_length
 from vae_cli.training import speed
+from vae_cli.training.trainer import Run
+from vae_cli.training.vae_task import VAETask
 
 
 def fit(cfg_factory, tmp_path, *overrides):
@@ -17,7 +19,7 @@ def fit(cfg_factory, tmp_path, *overrides):
     seen = []  # (autocast on?, dtype) of every Linear's output during training
     hooks = [m.register_forward_hook(lambda m, i, o: seen.append((torch.is_autocast_enabled("cpu"), o.dtype)))
              for m in model.modules() if isinstance(m, torch.nn.Linear)]
-    trainer.fit(model, objective, data, torch.device("cpu"), tmp_path, {}, "", {})
+    trainer.fit(VAETask(model, objective, data), torch.device("cpu"), Run(tmp_path, {}))
     for h in hooks:
         h.remove()
     return trainer, model, data, seen
