@@ -22,8 +22,10 @@ TRACE = r"""
 import json, sys, time
 t0 = float(sys.argv[1]); out = sys.argv[2]; sys.argv = ["vae-train", *sys.argv[3:]]
 marks, steps = [("python started", time.time() - t0, 0.0)], {"n": 0, "s": 0.0, "first": None}
-def timed(owner, name, label):
-    fn = getattr(owner, name)
+def timed(owner, name, label):  # a phase this version lacks is left out
+    fn = getattr(owner, name, None)
+    if fn is None:
+        return
     def wrapper(*a, **k):
         tick = time.time()
         try:
@@ -43,6 +45,11 @@ timed(tblog.RunLogger, "__init__", "open TensorBoard (config, hparams)")
 timed(trainer.Trainer, "_validate", "validation + images + checkpoint")
 timed(trainer.Trainer, "_save", "  of which: checkpoint files")
 timed(trainer.Trainer, "_log_images", "  of which: image grids")
+try:
+    from vae_cli.training import vae_task
+    timed(vae_task.VAETask, "_log_images", "  of which: image grids")
+except ImportError:
+    pass
 step = trainer.Trainer._train_step
 def counted(self):
     tick = time.time()
