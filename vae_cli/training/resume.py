@@ -10,7 +10,6 @@ from pathlib import Path
 from omegaconf import OmegaConf, open_dict
 
 from vae_cli import __version__
-from vae_cli.training.checkpoint import load_checkpoint
 from vae_cli.errors import ConfigError, UserError
 
 log = logging.getLogger("vae_cli")
@@ -47,6 +46,8 @@ def wants_resume(resume) -> bool:
 def find_checkpoint(run_dir: Path, resume) -> tuple[dict, Path] | None:
     """The checkpoint to resume from, or None to start fresh. A file named by `resume` must load;
     otherwise the newest step file, then last.pt, falling back past corrupt ones with a warning."""
+    from vae_cli.training.checkpoint import load_checkpoint  # torch: only once a run starts
+
     explicit = isinstance(resume, str) and resume not in TRUE
     target = Path(resume) if explicit else Path(run_dir)
     if target.is_file():
