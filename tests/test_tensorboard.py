@@ -21,8 +21,9 @@ def test_tensorboard_opens_on_the_headline_and_names_runs_by_overrides(tmp_path)
     assert proc.returncode == 0, proc.stderr
     run = only_run_dir(tmp_path / "outputs")
     name = run.name.split("_", 1)[1]  # <time>_<the overrides, sorted, cut at 150 characters>
-    assert name.startswith("dataset.image_shape=[1,8,8],device=cpu,latent_dim=4,max_steps=64,") and len(name) == 150
-    assert "objective=beta_vae" in name
+    # key-value_key-value, pasteable into ckpt=; device and max_steps (a resume may change them) left out
+    assert name.startswith("dataset.image_shape-1-8-8_latent_dim-4_model.decoder.hidden_sizes-32") and len(name) == 150
+    assert "objective-beta_vae" in name
     tags = scalars(run)
     sections = sorted({t.split("/")[0] for t in tags} | {"reconstructions", "samples"})
     assert sections[0] == "headline"

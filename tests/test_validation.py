@@ -248,8 +248,10 @@ def test_a_corrupt_or_unwritable_classifier_cache_is_retrained_not_fatal(tmp_pat
 @pytest.mark.parametrize("arg, dotted", [("lr=1e-4", "trainer.lr"), ("batch_size=64", "trainer.batch_size"),
                                          ("warmup_steps=10", "schedule.warmup_steps' or 'lr_schedule.warmup_steps")])
 def test_a_bare_key_that_is_a_nested_leaf_suggests_its_dotted_name(arg, dotted):
+    from vae_cli.command_line import CommandLine
     from vae_cli.overrides import check_overrides
 
+    line = CommandLine.parse(["vae-train", arg, *(["lr_schedule=cosine"] if "warmup" in arg else [])])
     with pytest.raises(UserError) as e:
-        check_overrides("train", ["vae-train", arg, *(["lr_schedule=cosine"] if "warmup" in arg else [])])
+        check_overrides("train", line)
     assert str(e.value).startswith(f"unknown key '{arg.split('=')[0]}' — did you mean '{dotted}'?")

@@ -25,13 +25,11 @@ def _check_line(tool: str, config_name: str, line) -> None:
     from vae_cli.cli_help import register_help_resolvers
     from vae_cli.overrides import check_overrides
     from vae_cli.run_paths import register_run_name_resolver
-    from vae_cli.versions import check_torchvision
 
     register_help_resolvers()
     register_run_name_resolver()
     sys.argv = line.argv  # what Hydra composes: the line as read (paths quoted), resumed and for this rank
     try:
-        check_torchvision()
         check_overrides(config_name, line)
     except UserError as e:
         print(f"{tool}: error: {e}", file=sys.stderr)
@@ -192,7 +190,10 @@ def exit_now(code: int) -> None:
 
 
 def _run_app(name: str, fn, cfg: DictConfig):
+    from vae_cli.versions import import_torchvision
+
     try:
+        import_torchvision()  # the pictures need it: a torch/torchvision mismatch is one line here
         return fn(cfg)
     except UserError as e:
         print(f"{name}: error: {e}", file=sys.stderr)
@@ -200,15 +201,18 @@ def _run_app(name: str, fn, cfg: DictConfig):
 
 
 def _eval(cfg: DictConfig) -> None:
-    from vae_cli.apps.evaluate import run_eval
-
-    _run_app("vae-eval", run_eval, cfg)
+    _run_app("vae-eval", lambda c: _app("evaluate").run_eval(c), cfg)
 
 
 def _sample(cfg: DictConfig) -> None:
-    from vae_cli.apps.sample import run_sample
+    _run_app("vae-sample", lambda c: _app("sample").run_sample(c), cfg)
 
-    _run_app("vae-sample", run_sample, cfg)
+
+def _app(name: str):
+    """vae_cli.apps.<name>, imported once torchvision is known to work (its modules import it)."""
+    import importlib
+
+    return importlib.import_module(f"vae_cli.apps.{name}")
 
 
 def eval_main() -> None:
@@ -230,13 +234,14 @@ def sample_main() -> None:
 
 
 def _prior(cfg: DictConfig) -> float:
-    from vae_cli.apps.prior import fit_code_prior
     from vae_cli.training.signals import Interrupted, StopRequested, stop_on_signals
+    from vae_cli.versions import import_torchvision
 
     run_dir = HydraConfig.get().runtime.output_dir
     try:
+        import_torchvision()  # the sample grids need it: a torch/torchvision mismatch is one line here
         with stop_on_signals() as stop:
-            result = fit_code_prior(cfg, run_dir, stop=stop)
+            result = _app("prior").fit_code_prior(cfg, run_dir, stop=stop)
     except StopRequested as e:  # SIGTERM / SIGINT: a checkpoint was written
         log.warning(f"{e}; exit {e.exit_code}; continue with: vae-prior resume={run_dir}")
         _exit_quietly(e.exit_code)

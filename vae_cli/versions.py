@@ -15,10 +15,13 @@ def installed(dist: str) -> str:
         return "(not installed)"
 
 
-def check_torchvision() -> None:
-    """Import torchvision; a UserError naming torch's and torchvision's versions if that fails."""
+def import_torchvision():
+    """torchvision, imported where a tool first needs it (vae-train on the MNIST family never does); a UserError
+    naming torch's and torchvision's versions if that fails."""
     try:
-        import torchvision  # noqa: F401
+        import torchvision
+
+        return torchvision
     except (ImportError, RuntimeError, OSError) as e:  # e.g. RuntimeError: operator torchvision::nms does not exist
         reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise UserError(f"torchvision {installed('torchvision')} does not work with torch {installed('torch')} "

@@ -26,9 +26,9 @@ SUPPORTED = ("MNIST", "FashionMNIST", "CIFAR10")
 
 
 def _torchvision():
-    import torchvision  # only for the datasets not read here (CIFAR-10) and for downloads: ~1 s at start-up
+    from vae_cli.versions import import_torchvision  # only for CIFAR-10 and downloads: ~1 s at start-up
 
-    return torchvision
+    return import_torchvision()
 
 
 @functools.cache

@@ -186,8 +186,8 @@ def start_line(device, num_params: int, max_steps: int, steps_per_epoch: int, ba
                precision: str = "fp32") -> str:
     """How big the model is, where and in which precision it trains, and how long."""
     epochs = max_steps / max(steps_per_epoch, 1)
-    return (f"model: {num_params:,} parameters on {device} in {precision}; {max_steps:,} steps = {epochs:.3g} "
-            f"epochs of {steps_per_epoch:,} batches of {batch_size}")
+    return (f"model: {num_params:,} parameters on {device}, precision {precision}; {max_steps:,} steps = "
+            f"{epochs:.3g} epochs of {steps_per_epoch:,} batches of {batch_size}")
 
 
 def open_progress(trainer, model, num_train: int, run_dir: Path, start_step: int) -> Progress:
