@@ -57,7 +57,7 @@ def busy(steps: int, rounds: int) -> None:
     args = [f"max_steps={steps}", f"trainer.log_every={steps // 2}", f"trainer.eval_every={steps}"]
     for r in range(rounds):
         quiet, _, run_dir = train(args, clean_env(OMP_NUM_THREADS=str(os.cpu_count())))  # all cores, whatever the
-        # load average still remembers of the previous round's busy processes
+        # load average still remembers of the previous repetition's busy processes
         print(f"round {r + 1}: quiet {quiet:8.0f} ex/s   [{policy_line(run_dir)}]", flush=True)
         hogs = busy_processes(2)
         try:

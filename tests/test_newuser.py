@@ -1,4 +1,4 @@
-"""The first hour of a new user (issue 13): progress, typo hints, --help, the shipped classifier, TensorBoard
+"""The first hour of a new user: progress, typo hints, --help, the shipped classifier, TensorBoard
 layout, failed starts, read-only data dirs and labelled latent arithmetic. The real CLI runs in subprocesses."""
 import fcntl
 import hashlib

@@ -1,4 +1,4 @@
-"""A run is never lost, mixed or overwritten (issue 12): the real CLI against a finished run dir R."""
+"""A run is never lost, mixed or overwritten: the real CLI against a finished run dir R."""
 import os
 import shutil
 import signal

@@ -98,7 +98,7 @@ def test_joblib_runs_a_two_job_debug_sweep_in_parallel(tmp_path):
 
 @pytest.mark.parametrize("launcher", ["basic", pytest.param("joblib", marks=plugin("hydra_joblib_launcher"))])
 def test_a_bad_job_fails_alone_and_the_sweep_ends_with_one_summary_line(tmp_path, launcher):
-    """Issue 12 case 13: latent_dim=0,4 runs both jobs; job 0 fails with its own line and error.txt in its own
+    """latent_dim=0,4 runs both jobs; job 0 fails with its own line and error.txt in its own
     dir; one summary line; exit 2."""
     from clitools import TINY, run
 

@@ -32,7 +32,7 @@ BAD = [("latent_dim", ["0", "-3", "abc", "1.5", "[1,2]", "true"], []),
        ("dataset.image_shape", ["[1,28]", "[0,8,8]", "abc"], ["dataset=fake"]),
        ("dataset.num_train", ["0"], ["dataset=fake"]), ("likelihood.sigma", ["0", "-1"], ["likelihood=gaussian"]),
        ("schedule.ratio", ["0", "1.5"], ["schedule=cyclical"]), ("schedule.warmup_steps", ["0"], ["schedule=linear"]),
-       # issue 12: each of these used to train (or crash with a traceback)
+       # each of these must be refused in one line (not train, not a traceback)
        ("seed", ["99999999999999999999999", "-99999999999999999999999"], []), ("+lr", ["10"], []),
        ("posterior.min_scale", ["-1"], []), ("model.encoder.hidden_sizes", ["[0]", "[]", "[32,-1]"], ["model=mlp"]),
        ("model.decoder.hidden_sizes", ["[0]"], ["model=mlp"]), ("trainer.compile_mode", ["bogus"], []),

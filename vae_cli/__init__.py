@@ -1,3 +1,3 @@
 """vae-cli: train variational auto-encoders from the command line."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
