@@ -57,6 +57,7 @@ BUDGET = {  # the command's first words -> what the test appends to run it at a 
     "python benchmarks/contention.py": ["--steps", "10", "--rounds", "1"],
     "python -m vae_cli.config_docs": [],
 }
+HYDRA_TOOLS = ("vae-train", "vae-eval", "vae-sample", "vae-prior")
 RESUME_BUDGET = ["max_steps=4"]  # a resumed run trains 2 steps more than the run it continues
 
 
@@ -109,11 +110,16 @@ def argv_of(cmd: Command) -> tuple[dict, list[str]]:
     if prefix is None:
         raise AssertionError(f"{cmd}: no budget known for this command; add its first words to BUDGET")
     extra = RESUME_BUDGET if any(w.startswith("resume=") for w in words) else BUDGET[prefix]
+    flags = [i for i, w in enumerate(words) if w.startswith("--")]
+    if words[0] in HYDRA_TOOLS and flags:  # Hydra's argparse takes no overrides after --cfg job once it saw some
+        words[flags[0]:flags[0]] = extra
+    else:
+        words += extra
     if words[0] == "python":
         words[0] = sys.executable
     elif words[0] == "pytest":
         words[:1] = [sys.executable, "-m", "pytest"]
-    return env, words + extra
+    return env, words
 
 
 def workdir(tmp_path: Path) -> Path:

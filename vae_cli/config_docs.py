@@ -114,7 +114,8 @@ def generate(config_name: str = "train") -> str:
     from vae_cli.overrides import GROUP_ROOTS
     root, defaults, out = files(GROUP_ROOTS.get(config_name, "vae_cli.configs")), default_choices(config_name), []
     for group, options in tool_groups(config_name).items():
-        page = f" More: [{GROUP_DOCS[group]}]({Path(GROUP_DOCS[group]).name})." if group in GROUP_DOCS else ""
+        doc = GROUP_DOCS.get(group, "docs/configs.md")
+        page = f" More: [{doc}]({Path(doc).name})." if doc != "docs/configs.md" else ""
         out += [f"### `{group}`: {GROUP_MEANINGS.get(group, '')}", "", f"Options of `{group}=`" +
                 (f" (default `{defaults[group]}`)" if defaults.get(group, "None") != "None" else " (default: none)") + f".{page}", ""]
         for option in options:
