@@ -56,6 +56,7 @@ BUDGET = {  # the command's first words -> what the test appends to run it at a 
                                         "--iw-k", "10", "--rss-epochs", "0"],
     "python benchmarks/contention.py": ["--steps", "10", "--rounds", "1"],
     "python -m vae_cli.config_docs": [],
+    "vae-compare": [],
 }
 HYDRA_TOOLS = ("vae-train", "vae-eval", "vae-sample", "vae-prior")
 RESUME_BUDGET = ["max_steps=4"]  # a resumed run trains 2 steps more than the run it continues

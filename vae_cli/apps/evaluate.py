@@ -12,6 +12,7 @@ from omegaconf import DictConfig
 from torch.utils.tensorboard import SummaryWriter
 
 from vae_cli.apps.common import check_out_dir, checkpoint_path, load, output_dir
+from vae_cli.apps.evaluate_sweep import run_eval_sweep, settings, sweep_runs
 from vae_cli.apps.prior import code_prior_path, load_code_prior
 from vae_cli.data import prepare_fixed
 from vae_cli.errors import ConfigError, UserError
@@ -36,10 +37,16 @@ def check_eval_config(cfg: DictConfig) -> None:
         raise ConfigError(f"num_examples={cfg.num_examples!r} must be a positive integer or null (the whole split)")
 
 
-def run_eval(cfg: DictConfig) -> dict:
-    """Evaluate a checkpoint on a held-out split; returns (and writes) the metrics record."""
-    start = time.perf_counter()
+def run_eval(cfg: DictConfig) -> dict | list[dict]:
+    """Evaluate a checkpoint on a held-out split; returns (and writes) the metrics record. A sweep dir (or any
+    folder above runs): every run in it, one after another; returns their records."""
     check_eval_config(cfg)
+    runs = sweep_runs(cfg)
+    return run_eval_sweep(cfg, runs, run_eval_one) if runs else run_eval_one(cfg)
+
+
+def run_eval_one(cfg: DictConfig) -> dict:
+    start = time.perf_counter()
     path = checkpoint_path(cfg, "vae-eval")
     check_out_dir(output_dir(cfg, path, f"eval-{path.stem}")[0], "metrics.json")  # before any work is done
     ckpt, model, data, state, device = load(cfg, path, check=lambda family: require_kind("vae-eval", KINDS, family, ""))
@@ -50,7 +57,7 @@ def run_eval(cfg: DictConfig) -> dict:
     head = {"checkpoint": str(ckpt), "step": int(state["step"]), "version": state.get("version"),
             "family": type(model).__name__, "latent_kind": model.latent_kind.value, "dataset": data.name,
             "split": cfg.split, "num_examples": len(x), "seed": cfg.seed, "data_noise": noise_name(model.likelihood),
-            "likelihood": type(model.likelihood).__name__, "device": str(device)}
+            "likelihood": type(model.likelihood).__name__, "device": str(device), "settings": settings(cfg)}
     if not model.has_density:
         return run_code_eval(cfg, ckpt, model, x, y, head, start)
     timing = {}

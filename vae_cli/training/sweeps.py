@@ -53,7 +53,8 @@ def record_job(hydra_cfg, error: BaseException | None, internal: bool = False) -
             message += f" ({type(error).__name__}; traceback in {job_dir / 'error.txt'})"
         with contextlib.suppress(OSError):
             (job_dir / "error.txt").write_text(detail + "\n")
-    record = {"num": int(hydra_cfg.job.num), "name": name, "dir": str(job_dir), "ok": error is None, "error": message}
+    record = {"num": int(hydra_cfg.job.num), "name": name, "dir": str(job_dir), "ok": error is None, "error": message,
+              "overrides": list(hydra_cfg.overrides.task)}  # vae-compare's keys for a job that left no .hydra/
     with contextlib.suppress(OSError):
         (Path(hydra_cfg.sweep.dir) / f".job-{hydra_cfg.job.num}.json").write_text(json.dumps(record))
     return message
@@ -72,7 +73,8 @@ def _swept_keys(sweep_dir: Path) -> set[str] | None:
 
 
 class SweepSummary(Callback):
-    """After a sweep: one line, `N of M jobs passed; failed: ...`; FAILED tells train_main to exit non-zero."""
+    """After a sweep: one line, `N of M jobs passed; failed: ...`, then vae-compare's best rows; FAILED tells
+    train_main to exit non-zero."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         FAILED.clear()
@@ -88,3 +90,17 @@ class SweepSummary(Callback):
         if failed:
             line += "; failed: " + "; ".join(f"{r['name']} (see {r['dir']}/error.txt)" for r in failed)
         print(line, file=sys.stderr)
+        print(best_rows(config.hydra.sweep.dir), end="", file=sys.stderr)
+
+
+def best_rows(sweep_dir: str) -> str:
+    """vae-compare's best rows for the summary; a sweep never fails for want of its table."""
+    from vae_cli.compare.cli import sweep_summary
+    from vae_cli.errors import UserError
+
+    try:
+        return sweep_summary(sweep_dir)
+    except UserError:  # no run dir (every job refused before it started): the line above says why
+        return ""
+    except Exception as e:
+        return f"vae-train: no comparison table ({type(e).__name__}: {e})\n"
