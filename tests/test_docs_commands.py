@@ -168,11 +168,13 @@ def test_commands_ci_cannot_run_say_why_and_are_listed(capsys):
         print("\ndocumented commands not run in CI:\n" + "\n".join(f"  {c}  ({c.not_in_ci})" for c in skipped))
 
 
-def test_every_command_has_a_budget():
+def test_every_command_has_a_budget_and_no_placeholder():
     for cmds in ALL.values():
         for c in cmds:
             if c.not_in_ci is None and c.words not in CI_LINES:
                 argv_of(c)  # raises for a command the test does not know how to shrink
+                assert not any(re.search(r"<\w+>|\.\.\.|^\|$", w) for w in c.words), \
+                    f"{c}: a placeholder (<date>, ...) does not run as printed; name the dir (hydra.run.dir=...)"
 
 
 def test_readme_leads_with_set_up_main_and_test_commands_that_ci_runs():
