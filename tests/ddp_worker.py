@@ -13,7 +13,8 @@ from omegaconf import OmegaConf
 
 from vae_cli.training import distributed
 from vae_cli.build import build_data, build_model, build_objective, set_run_length
-from vae_cli.training.trainer import Trainer
+from vae_cli.training.trainer import Run, Trainer
+from vae_cli.training.vae_task import VAETask
 
 
 def main(out: Path, noise_seed: int, overrides: list[str]) -> None:
@@ -25,9 +26,10 @@ def main(out: Path, noise_seed: int, overrides: list[str]) -> None:
     model, objective = build_model(cfg, data.image_shape), build_objective(cfg)
     if noise_seed >= 0:  # same init and batch order, other binarization / z noise
         torch.manual_seed(noise_seed)
-    trainer = Trainer(**{k: v for k, v in OmegaConf.to_container(cfg.trainer, resolve=True).items() if k != "_target_"})
+    trainer = Trainer.from_knobs(**{k: v for k, v in OmegaConf.to_container(cfg.trainer, resolve=True).items()
+                                    if k != "_target_"})
     with distributed.process_group(use_cuda=False):
-        val = trainer.fit(model, objective, data, torch.device("cpu"), out, {}, "", {})
+        val = trainer.fit(VAETask(model, objective, data), torch.device("cpu"), Run(Path(out), {}))
         flat = torch.cat([p.detach().flatten() for p in model.parameters()])
         spread = (distributed.mean_over_ranks(flat) - flat).abs().max().item()  # 0 iff ranks agree (2 ranks)
         result = {"rank": distributed.rank(), "world": distributed.world_size(), "val_elbo": val["elbo"],

@@ -1,6 +1,7 @@
 """Test-only fault injection. Not a config option: tests select it with objective._target_=... overrides."""
 import torch
 
+from vae_cli.models.pixelcnn import PixelCNNPrior
 from vae_cli.objectives.elbo import ELBO
 
 
@@ -23,3 +24,19 @@ class NonFiniteAt(ELBO):
             terms["loss"] = terms["loss"] + bad  # NaN flows into the loss and every gradient
             terms[self.term] = terms[self.term] + bad
         return terms
+
+
+class NonFinitePrior(PixelCNNPrior):
+    """vae-prior's PixelCNN, with its training NLL made NaN at the listed steps (0 = the first update; counted
+    on the host, so for eager steps only)."""
+
+    def __init__(self, nan_steps: list[int] = (), **kwargs):
+        super().__init__(**kwargs)
+        self.nan_steps, self.calls = set(nan_steps), 0
+
+    def bits_per_code(self, codes: torch.Tensor) -> torch.Tensor:
+        bits = super().bits_per_code(codes)
+        if self.training and torch.is_grad_enabled():
+            bits = bits * (torch.nan if self.calls in self.nan_steps else 1.0)
+            self.calls += 1
+        return bits

@@ -169,7 +169,7 @@ def tensors_held(root, limit: int = 8) -> dict[str, tuple[int, int]]:
 
 class WatchedTrainer(Trainer):
     """The real Trainer; it also records the tensors its step holds right after the first step, when a CUDA run
-    captures the step (`trainer._target_=hazards.WatchedTrainer`)."""
+    captures the step (`trainer._target_=hazards.WatchedTrainer.from_knobs`)."""
 
     def _first_step(self) -> None:
         super()._first_step()

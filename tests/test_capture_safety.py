@@ -22,6 +22,8 @@ from vae_cli.build import (build_data, build_data_free, build_model, check_confi
 from vae_cli.errors import ConfigError
 from vae_cli.training.checkpoint import seed_everything
 from vae_cli.training.meter import Meter
+from vae_cli.training.trainer import Run
+from vae_cli.training.vae_task import VAETask
 from vae_cli.training.step import capture, first_error, graph_obstacle, no_distribution_checks
 
 STEPS = 40
@@ -87,7 +89,7 @@ def build(cfg):
     set_num_classes(cfg, data.num_classes)
     objective, trainer = build_data_free(cfg)
     model = build_model(cfg, data.image_shape)
-    trainer.build(model, objective, data, torch.device("cpu"), capturable=True)
+    trainer.build(VAETask(model, objective, data), torch.device("cpu"), capturable=True)
     return trainer
 
 
@@ -191,13 +193,13 @@ def test_between_steps_the_loop_keeps_every_tensor_the_step_holds(tmp_path):
     """Logging (meter means and reset), validation, checkpoints and the non-finite guard's checks run between
     replays: they must read and reset the captured step's tensors in place, never replace them."""
     cfg = config("objective=iwae", "trainer.nonfinite=skip", "max_steps=6", "trainer.log_every=2",
-                 "trainer.eval_every=3", "trainer._target_=hazards.WatchedTrainer")
+                 "trainer.eval_every=3", "trainer._target_=hazards.WatchedTrainer.from_knobs")
     seed_everything(cfg.seed)
     data = build_data(cfg)
     set_run_length(cfg, len(data.train))
     objective, trainer = build_data_free(cfg)
     model = build_model(cfg, data.image_shape)
-    trainer.fit(model, objective, data, torch.device("cpu"), tmp_path, {}, "", {})
+    trainer.fit(VAETask(model, objective, data), torch.device("cpu"), Run(tmp_path, {}))
     assert len(list((tmp_path / "checkpoints").glob("step_*.pt"))) == 2 and int(trainer.step_fn.step) == 6
     assert "step_fn.meter.extra.ess" in trainer.held_at_capture
     assert tensors_held(trainer.step_fn) == trainer.held_at_capture

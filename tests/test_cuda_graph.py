@@ -2,6 +2,7 @@
 family either captures or says in one log line why not. CUDA only: skipped without a GPU."""
 import logging
 import signal
+from pathlib import Path
 
 import pytest
 import torch
@@ -9,6 +10,8 @@ from clitools import TINY, load, run, start, wait_for
 
 from vae_cli.build import build_data, build_model, build_objective, build_trainer, set_num_classes, set_run_length
 from vae_cli.training.step import graph_obstacle
+from vae_cli.training.trainer import Run
+from vae_cli.training.vae_task import VAETask
 from conftest import make_cfg
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -27,7 +30,7 @@ def fit(*overrides, device: str = "cuda"):
     trainer = build_trainer(cfg)
     import tempfile
 
-    val = trainer.fit(model, objective, data, torch.device(device), tempfile.mkdtemp(), {}, "", {})
+    val = trainer.fit(VAETask(model, objective, data), torch.device(device), Run(Path(tempfile.mkdtemp()), {}))
     return trainer, model, val
 
 
@@ -80,7 +83,7 @@ def test_every_family_captures_or_says_why(overrides, caplog):
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("cuda_graph:")]
     assert len(lines) == 1, lines
     print(f"{' '.join(overrides) or 'default'}: {lines[0]}")
-    why = graph_obstacle(torch.device("cuda"), trainer.compile, False)
+    why = graph_obstacle(torch.device("cuda"), trainer.speed.compile, False)
     assert lines[0] == (f"cuda_graph: eager steps: {why}" if why else
                         "cuda_graph: the training step is captured as one CUDA graph and replayed")
     assert all(v == v for v in val.values() if isinstance(v, float))  # no NaN

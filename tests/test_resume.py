@@ -24,7 +24,7 @@ def reference(tmp_path_factory) -> Path:
 def assert_same_run(run_dir: Path, reference: Path) -> None:
     got, want = load(run_dir / "checkpoints" / "last.pt"), load(reference / "checkpoints" / "last.pt")
     assert got["step"] == want["step"] == STEPS
-    for key in ("model", "optimizer", "batches", "rng", "val", "best_val_elbo", "meter"):
+    for key in ("task", "model", "optimizer", "batches", "rng", "val", "best", "meter"):
         assert_same_tensors(got[key], want[key], key)  # torch.equal on every tensor
     got_tb, want_tb = scalars(run_dir), scalars(reference)
     assert got_tb.keys() == want_tb.keys()

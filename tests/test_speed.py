@@ -5,6 +5,8 @@ import torch
 import inspect
 
 from vae_cli.build import build_data, build_model, build_objective, build_trainer, set_run_length
+from vae_cli.training.trainer import Run
+from vae_cli.training.vae_task import VAETask
 
 
 def fit_debug(cfg_factory, tmp_path, *overrides):
@@ -15,7 +17,7 @@ def fit_debug(cfg_factory, tmp_path, *overrides):
     set_run_length(cfg, len(data.train))
     model, objective = build_model(cfg, data.image_shape), build_objective(cfg)
     trainer = build_trainer(cfg)
-    val = trainer.fit(model, objective, data, torch.device("cpu"), tmp_path, {}, "", {})
+    val = trainer.fit(VAETask(model, objective, data), torch.device("cpu"), Run(tmp_path, {}))
     return trainer, model, data, objective, val
 
 
@@ -76,7 +78,7 @@ def test_the_step_function_takes_no_python_value_that_changes_per_step(cfg_facto
         for name, value in knobs.items():
             assert torch.as_tensor(value).item() == pytest.approx(objective.knobs(s)[name], rel=1e-6), name
     lr = trainer.opt.param_groups[0]["lr"]  # set for the last update, step 5
-    assert lr == pytest.approx(trainer.sched.value(5) * trainer.lr, rel=1e-6)
+    assert lr == pytest.approx(trainer.sched.value(5) * trainer.loop.lr, rel=1e-6)
 
 
 def test_cuda_graph_true_off_cuda_is_one_config_error_before_training(cfg_factory, tmp_path):

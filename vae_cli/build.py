@@ -134,7 +134,7 @@ def check_keys(cfg: DictConfig, choices: dict) -> None:
         takes = _keywords(node._target_)
         extra = [k for k in node if k not in HYDRA_KEYS and takes is not None and k not in takes]
         if extra:
-            raise ConfigError(f"{path}.{extra[0]}: {node._target_.rsplit('.', 1)[-1]} takes no key {extra[0]!r} "
+            raise ConfigError(f"{path}.{extra[0]}: {_owner(node._target_)} takes no key {extra[0]!r} "
                               f"(it takes {', '.join(sorted(takes - HYDRA_KEYS)) or 'none'}){_left_by(path, choices)}")
 
 
@@ -145,6 +145,14 @@ def _target_nodes(node: DictConfig, path: str = ""):
     for key in node:
         if not OmegaConf.is_interpolation(node, key) and isinstance(node[key], DictConfig):
             yield from _target_nodes(node[key], f"{path}.{key}" if path else str(key))
+
+
+def _owner(name: str) -> str:
+    """The class (or function) a `_target_` names: Trainer for vae_cli.training.trainer.Trainer.from_knobs."""
+    try:
+        return get_object(name).__qualname__.split(".")[0]
+    except Exception:  # an unknown _target_: target() and make() name it
+        return name.rsplit(".", 1)[-1]
 
 
 def _keywords(name: str) -> set[str] | None:
@@ -176,7 +184,7 @@ def load_model_from_checkpoint(path: str | Path, device: torch.device, data_dir:
     alone -> (model in eval mode, data, cfg, state). `check(family_class)` runs before any data loads."""
     state = load_checkpoint(path)
     check_version(state, path)
-    if "dataset" not in state["config"] and "network" in state["config"]:
+    if state["task"] != "vae":  # what the checkpoint declares it holds (training/task.py)
         raise UserError(f"{path} is a VQ-VAE's code prior (written by vae-prior), not a model checkpoint: pass the "
                         f"VQ-VAE checkpoint beside it, e.g. ckpt={Path(path).parent / 'best.pt'} (its code prior "
                         f"is found from there)")

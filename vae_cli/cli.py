@@ -175,9 +175,18 @@ def sample_main() -> None:
 
 def _prior(cfg: DictConfig) -> float:
     from vae_cli.apps.prior import fit_code_prior
+    from vae_cli.training.signals import Interrupted, StopRequested, stop_on_signals
 
+    run_dir = HydraConfig.get().runtime.output_dir
     try:
-        result = fit_code_prior(cfg, HydraConfig.get().runtime.output_dir)
+        with stop_on_signals() as stop:
+            result = fit_code_prior(cfg, run_dir, stop=stop)
+    except StopRequested as e:  # SIGTERM / SIGINT: a checkpoint was written
+        log.warning(f"{e}; exit {e.exit_code}; continue with: vae-prior resume={run_dir}")
+        _exit_quietly(e.exit_code)
+    except Interrupted as e:
+        print(f"vae-prior: {e}; continue with vae-prior resume={run_dir}", file=sys.stderr)
+        _exit_quietly(e.exit_code)
     except UserError as e:
         print(f"vae-prior: error: {e}", file=sys.stderr)
         sys.exit(EXIT_USER_ERROR)
@@ -186,5 +195,12 @@ def _prior(cfg: DictConfig) -> float:
 
 def prior_main() -> None:
     """`vae-prior ckpt=...`: fit the autoregressive code prior of a trained VQ-VAE (its second stage)."""
+    from vae_cli.training.resume import resume_argv
+
+    try:
+        sys.argv = resume_argv(sys.argv)  # resume=RUN_DIR: that run's overrides and dir
+    except UserError as e:
+        print(f"vae-prior: error: {e}", file=sys.stderr)
+        sys.exit(EXIT_USER_ERROR)
     _check_argv("vae-prior", "code_prior")
     _hydra_main("code_prior", _prior)

@@ -6,7 +6,8 @@ Every model family (models/base.Family) offers `generate(z, y)` and `prior_dist(
 import torch
 
 SUMMARY_KEYS = ("elbo", "loss", "distortion", "rate", "bits_per_dim", "commitment", "codebook_loss",
-                "perplexity", "codes_used", "active_units", "beta", "temperature")
+                "perplexity", "codes_used", "active_units", "beta", "temperature", "train_bits_per_code",
+                "val_bits_per_code")
 
 
 def val_score(val: dict) -> float:

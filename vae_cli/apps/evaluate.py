@@ -5,6 +5,7 @@ import json
 import logging
 import math
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -50,7 +51,7 @@ def run_eval_one(cfg: DictConfig) -> dict:
     path = checkpoint_path(cfg, "vae-eval")
     check_out_dir(output_dir(cfg, path, f"eval-{path.stem}")[0], "metrics.json")  # before any work is done
     ckpt, model, data, state, device = load(cfg, path, check=lambda family: require_kind("vae-eval", KINDS, family, ""))
-    split = getattr(data, cfg.split)
+    split = {"test": data.test, "val": data.val}[cfg.split]
     x = prepare_fixed(model.likelihood.prepare, split.images[: cfg.num_examples].to(device), cfg.seed)
     y = split.labels[: cfg.num_examples].to(device)
     log.info(f"{ckpt} (step {state['step']}): {cfg.split} split of {data.name}, {len(x)} examples, k={cfg.k}")
@@ -58,48 +59,53 @@ def run_eval_one(cfg: DictConfig) -> dict:
             "family": type(model).__name__, "latent_kind": model.latent_kind.value, "dataset": data.name,
             "split": cfg.split, "num_examples": len(x), "seed": cfg.seed, "data_noise": noise_name(model.likelihood),
             "likelihood": type(model.likelihood).__name__, "device": str(device), "settings": settings(cfg)}
-    if not model.has_density:
-        return run_code_eval(cfg, ckpt, model, x, y, head, start)
-    timing = {}
-    tick = time.perf_counter()
+    report = density_report if model.has_density else code_report  # the family's declared density
+    report = report(cfg, ckpt, model, data, x, y, head)
+    report.record["wall_time_s"]["total_s"] = time.perf_counter() - start
+    write_eval(cfg, ckpt, report)
+    return report.record
+
+
+@dataclass
+class Report:
+    """What vae-eval writes for one checkpoint: metrics.json (`record`), report.txt (`table`), the per-example CSV
+    (`columns`) and TensorBoard scalars and texts (`<split>/...` at the checkpoint's step)."""
+
+    record: dict
+    table: str = ""
+    columns: dict = field(default_factory=dict)
+    scalars: dict = field(default_factory=dict)
+    texts: dict = field(default_factory=dict)
+
+
+def density_report(cfg: DictConfig, ckpt: Path, model, data, x: torch.Tensor, y: torch.Tensor, head: dict) -> Report:
+    """ELBO, IW-NLL, the collapse report and (quality=true) sample quality."""
+    timing, tick = {}, time.perf_counter()
     scores, kl = score_split(model, x, y, cfg.k, cfg.batch_size, cfg.k_chunk, cfg.progress)
     timing["iw_nll_s"], tick = time.perf_counter() - tick, time.perf_counter()
     collapse = collapse_report(model, x, y, kl, cfg.batch_size, cfg.kl_threshold)
     timing["collapse_s"], tick = time.perf_counter() - tick, time.perf_counter()
-    quality = sample_quality(model, data, device, cfg.get("data_dir"), cfg.quality_samples) if cfg.quality else None
+    quality = sample_quality(model, data, x.device, cfg.get("data_dir"), cfg.quality_samples) if cfg.quality else None
     timing["quality_s"] = time.perf_counter() - tick
     record = {**head, "k": cfg.k, "k_chunk": cfg.k_chunk, "batch_size": cfg.batch_size,
               **split_metrics(scores, x[0].numel(), model.likelihood.discrete_offset),
-              "collapse": collapse, "sample_quality": quality, "wall_time_s": {}}
-    record["wall_time_s"] = {**timing, "total_s": time.perf_counter() - start}
-    write_eval(cfg, ckpt, record, scores, y)
-    return record
+              "collapse": collapse, "sample_quality": quality, "wall_time_s": timing}
+    columns = {"label": y.tolist(), "elbo": scores.elbo.tolist(), "iw_nll": (-scores.log_px).tolist(),
+               "distortion": scores.distortion.tolist(), "rate": scores.rate.tolist()}
+    return Report(record, eval_table(record), columns, scalar_items(record),
+                  {"collapse_report": collapse_text(collapse)})
 
 
-def run_code_eval(cfg: DictConfig, ckpt: Path, model, x: torch.Tensor, y: torch.Tensor, head: dict,
-                  start: float) -> dict:
+def code_report(cfg: DictConfig, ckpt: Path, model, data, x: torch.Tensor, y: torch.Tensor, head: dict) -> Report:
     """A family without a density (VQ-VAE): distortion, perplexity, codes used; with prior.pt beside the
     checkpoint, the code prior's bits/code and the NLL bound. No ELBO, IW-NLL or collapse report."""
     net = fitted_code_prior(ckpt, model, x.device)
     metrics, distortion = code_metrics(model, x, cfg.batch_size, net)
     record = {**head, "batch_size": cfg.batch_size, **metrics,
-              "code_prior": str(code_prior_path(ckpt)) if net is not None else None,
-              "wall_time_s": {"total_s": time.perf_counter() - start}}
-    out, tb = output_dir(cfg, ckpt, f"eval-{ckpt.stem}")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(finite_json(record))
-    if cfg.score:
-        write_columns(out / f"scores-{cfg.split}.csv", {"label": y.tolist(), "distortion": distortion.tolist()})
-    table = code_table(record)
-    (out / "report.txt").write_text(table + "\n")
-    with SummaryWriter(str(tb)) as writer:
-        for k in ("distortion", "perplexity", "codes_used", "bits_per_code", "nll_bound", "bits_per_dim"):
-            if record[k] is not None:
-                writer.add_scalar(f"{cfg.split}/{k}", record[k], record["step"])
-        writer.add_text(f"{cfg.split}/metrics", "```\n" + table + "\n```", record["step"])
-    print(table)
-    log.info(f"wrote {out / 'metrics.json'}")
-    return record
+              "code_prior": str(code_prior_path(ckpt)) if net is not None else None, "wall_time_s": {}}
+    keys = ("distortion", "perplexity", "codes_used", "bits_per_code", "nll_bound", "bits_per_dim")
+    return Report(record, code_table(record), {"label": y.tolist(), "distortion": distortion.tolist()},
+                  {k: record[k] for k in keys if record[k] is not None})
 
 
 def fitted_code_prior(ckpt: Path, model, device: torch.device):
@@ -157,31 +163,26 @@ def finite_json(record: dict) -> str:
 
 
 def noise_name(likelihood) -> str:
-    return "dynamic binarization" if getattr(likelihood, "binary", False) else "uniform dequantization"
+    return "dynamic binarization" if likelihood.binary else "uniform dequantization"
 
 
-def write_eval(cfg: DictConfig, ckpt: Path, record: dict, scores, labels: torch.Tensor) -> None:
+def write_eval(cfg: DictConfig, ckpt: Path, report: Report) -> None:
+    """The one writer of vae-eval's outputs, for every family."""
     out, tb = output_dir(cfg, ckpt, f"eval-{ckpt.stem}")
     out.mkdir(parents=True, exist_ok=True)
+    record, step, split = report.record, report.record["step"], report.record["split"]
     (out / "metrics.json").write_text(finite_json(record))
     if cfg.score:
-        write_scores(out / f"scores-{cfg.split}.csv", scores, labels)
-    log_eval_tensorboard(tb, record)
-    table = eval_table(record)
-    (out / "report.txt").write_text(table + "\n")
-    print(table)
+        write_columns(out / f"scores-{split}.csv", report.columns)
+    (out / "report.txt").write_text(report.table + "\n")
+    with SummaryWriter(str(tb)) as writer:
+        for name, value in report.scalars.items():
+            writer.add_scalar(f"{split}/{name}", value, step)
+        for name, text in {**report.texts, "metrics": "```\n" + report.table + "\n```"}.items():
+            writer.add_text(f"{split}/{name}", text, step)
+    print(report.table)
     log.info(f"wrote {out / 'metrics.json'}, {out / 'report.txt'}" +
-             (f" and {out / f'scores-{cfg.split}.csv'}" if cfg.score else ""))
-
-
-def write_scores(path: Path, scores, labels: torch.Tensor) -> None:
-    """One row per example: index, label, ELBO, IW-NLL, distortion, rate (nats). Rank outliers by iw_nll."""
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["index", "label", "elbo", "iw_nll", "distortion", "rate"])
-        for i, row in enumerate(zip(labels.tolist(), scores.elbo.tolist(), (-scores.log_px).tolist(),
-                                    scores.distortion.tolist(), scores.rate.tolist())):
-            w.writerow([i, row[0], *(f"{v:.4f}" for v in row[1:])])
+             (f" and {out / f'scores-{split}.csv'}" if cfg.score else ""))
 
 
 def scalar_items(record: dict) -> dict[str, float]:
@@ -193,15 +194,6 @@ def scalar_items(record: dict) -> dict[str, float]:
     for k, v in (record["sample_quality"] or {}).items():
         out[f"sample_quality/{k}"] = v
     return out
-
-
-def log_eval_tensorboard(tb: Path, record: dict) -> None:
-    """`<split>/...` scalars at the checkpoint's step, and the collapse report and table as text."""
-    with SummaryWriter(str(tb)) as writer:
-        for name, value in scalar_items(record).items():
-            writer.add_scalar(f"{record['split']}/{name}", value, record["step"])
-        writer.add_text(f"{record['split']}/collapse_report", collapse_text(record["collapse"]), record["step"])
-        writer.add_text(f"{record['split']}/metrics", "```\n" + eval_table(record) + "\n```", record["step"])
 
 
 def collapse_text(c: dict) -> str:

@@ -54,21 +54,9 @@ class Traverse(Mode):
         order = top_layer_order(ctx.model, ctx.x[:1000], ctx.y[:1000])[: self.dims]  # (R,)
         x, y = ctx.x[self.image : self.image + 1], ctx.y[self.image : self.image + 1]
         point = ctx.model.encode_point(x, y)[0]  # (D,) or categorical logits (N, C)
-        if ctx.model.latent_kind == LatentKind.CATEGORICAL:
-            return {"traverse": self._classes(ctx, point, order)}
-        z = point.repeat(len(order), self.steps, 1)  # (R, T, D)
-        values = torch.linspace(self.low, self.high, self.steps, device=z.device)
-        z[torch.arange(len(order)), :, order] = values  # row r varies dim order[r]
-        images = decode_mean(ctx.model, z.flatten(0, 1), y.expand(z.shape[0] * self.steps))
-        return {"traverse": grid(images, self.steps)}
-
-    def _classes(self, ctx: Context, logits: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
-        """logits (N, C): row r sets latent order[r] to class 0 .. C-1 -> (R*C) images, C per row."""
-        n, c = logits.shape
-        one_hot = F.one_hot(logits.argmax(-1), c).float().repeat(len(order), c, 1, 1)  # (R, C, N, C)
-        one_hot[torch.arange(len(order)), :, order] = torch.eye(c, device=logits.device)  # class k in column k
-        images = ctx.model.likelihood.mean(ctx.model.decode(one_hot.flatten(0, 1))).float().clamp(0, 1)
-        return grid(images, c)
+        values = torch.linspace(self.low, self.high, self.steps, device=point.device)
+        p_x, columns = ctx.model.traverse(point, order, values, y)  # row r varies dim order[r]
+        return {"traverse": grid(ctx.model.likelihood.mean(p_x).float().clamp(0, 1), columns)}
 
 
 class Arithmetic(Mode):
@@ -152,16 +140,13 @@ class LatentMap(Mode):
         if z.shape[1] < 2:
             raise UserError(f"mode=latent_map needs latent_dim >= 2; this model has latent_dim={z.shape[1]}")
         out = {"latent_scatter": scatter_image(project_2d(z), y, z.shape[1])}
-        if z.shape[1] == 2 and ctx.model.latent_kind in (LatentKind.CONTINUOUS, LatentKind.HIERARCHY):
-            out["latent_manifold"] = self.manifold(ctx)
+        points = ctx.model.edit_grid(self.grid_size)  # (G*G, 2) for a 2-D Gaussian edit space, else None
+        if points is not None:
+            out["latent_manifold"] = self.manifold(ctx, points.to(ctx.x.device))
         return out
 
-    def manifold(self, ctx: Context) -> torch.Tensor:
-        """Decoded z on a grid of standard-normal quantiles in (0.05, 0.95)^2; top row = high z_2."""
-        p = torch.linspace(0.05, 0.95, self.grid_size)
-        q = torch.distributions.Normal(0.0, 1.0).icdf(p)
-        z2, z1 = torch.meshgrid(q.flip(0), q, indexing="ij")
-        z = torch.stack([z1, z2], dim=-1).flatten(0, 1).to(ctx.x.device)  # (G*G, 2)
+    def manifold(self, ctx: Context, z: torch.Tensor) -> torch.Tensor:
+        """The decoded grid of edit-space points (G*G, 2), one row of the picture per grid row."""
         y = torch.zeros(len(z), dtype=torch.long, device=z.device)
         return grid(decode_mean(ctx.model, z, y), self.grid_size)
 

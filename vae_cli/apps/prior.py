@@ -1,24 +1,29 @@
 """vae-prior: the VQ-VAE's second stage. Encode the data to code grids with a trained VQ-VAE, fit an
-autoregressive prior over them, report its NLL in bits per code, and decode prior samples to images."""
+autoregressive prior over them with vae-train's training loop, report its NLL in bits per code, and decode
+prior samples to images."""
 import hashlib
 import logging
 import math
 from pathlib import Path
 
 import torch
+import torch.nn as nn
 from omegaconf import DictConfig, OmegaConf, open_dict
 from torchvision.utils import make_grid, save_image
 
 from vae_cli.apps.common import resolve_checkpoint
-from vae_cli.build import build_code_prior, load_model_from_checkpoint, resolve_device
-from vae_cli.training.checkpoint import check_version, load_checkpoint, save_checkpoint
-from vae_cli.data import prepare_fixed
+from vae_cli.build import build_code_prior, build_trainer, load_model_from_checkpoint, resolve_device
+from vae_cli.training.checkpoint import check_version, load_checkpoint, save_checkpoint, seed_everything
+from vae_cli.data import Split, prepare_fixed
 from vae_cli.errors import ConfigError, UserError
 from vae_cli.evaluation.codes import mean_bits_per_code
-from vae_cli.models.base import LatentKind, require_kind
+from vae_cli.models.base import LatentKind, Metric, require_kind
 from vae_cli.models.vq import VQVAE
 from vae_cli.pictures import decode_images
-from vae_cli.training.tblog import RunLogger
+from vae_cli.training.knobs import Evaluation
+from vae_cli.training.resume import check_resumable, find_checkpoint, wants_resume
+from vae_cli.training.task import RandomBatches, Task
+from vae_cli.training.trainer import Run
 
 log = logging.getLogger("vae_cli")
 PRIOR_FILE = "prior.pt"  # written beside the VQ-VAE checkpoint
@@ -80,58 +85,80 @@ def check_prior_config(cfg: DictConfig) -> None:
             raise ConfigError(f"{key}={cfg[key]!r} must be a positive integer")
 
 
-def fit_code_prior(cfg: DictConfig, run_dir: str | Path) -> dict:
-    """Train the prior; returns {'val_bits_per_code', 'train_bits_per_code', 'uniform_bits_per_code'}."""
+class PriorStep(nn.Module):
+    """The code prior's training terms: `loss` (B,), the NLL in bits per code position of grids x (B, h, w)."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor, step: torch.Tensor, y: torch.Tensor | None = None) -> dict:
+        return {"loss": self.net.bits_per_code(x)}
+
+
+class CodePriorTask(Task):
+    """vae-prior's task for the training loop: fit `net` to the code grids of a VQ-VAE (`vq`); best.pt by the
+    validation bits per code. Batches are drawn with replacement (a tiny grid set may be smaller than a batch)."""
+
+    name = "code_prior"
+    validate_at_start = False
+    best_metric = Metric("val_bits_per_code", higher_is_better=False)
+
+    def __init__(self, net: nn.Module, vq: VQVAE, train: torch.Tensor, val: torch.Tensor, run_dir: Path):
+        self.module, self.vq, self.val, self.run_dir = net, vq, val, run_dir
+        self.train = Split(train, torch.zeros(len(train), dtype=torch.long, device=train.device))
+        self.num_images = 64
+
+    def to(self, device: torch.device, seed: int, evaluation: Evaluation) -> None:
+        self.module.to(device)
+        self.train, self.val, self.num_images = self.train.to(device), self.val.to(device), evaluation.num_images
+
+    def batches(self, batch_size: int, device: torch.device, seed: int) -> RandomBatches:
+        return RandomBatches(len(self.train), batch_size, device, seed)
+
+    def step_module(self) -> nn.Module:
+        return PriorStep(self.module)
+
+    @torch.no_grad()
+    def validate(self, step: int, logger) -> dict:
+        net, train = self.module, self.train.images
+        out = {"train_bits_per_code": mean_bits_per_code(net, train[:len(self.val)]),
+               "val_bits_per_code": mean_bits_per_code(net, self.val)}
+        logger.scalars("prior", out, step)
+        images = code_prior_images(self.vq, net, self.num_images)
+        logger.image("samples/code_prior", make_grid(images, nrow=8), step)
+        save_image(images, self.run_dir / "samples_code_prior.png", nrow=8)
+        return out
+
+
+def fit_code_prior(cfg: DictConfig, run_dir: str | Path, stop=None) -> dict:
+    """Train the prior with the training loop of vae-train (resume, non-finite guard, signals, TensorBoard);
+    returns {'val_bits_per_code', 'train_bits_per_code', 'uniform_bits_per_code'} and writes prior.pt beside
+    the VQ-VAE checkpoint. `stop` (signals.StopFlag) asks the loop to save and stop."""
     check_prior_config(cfg)
     device, run_dir = resolve_device(cfg.device), Path(run_dir)
     with open_dict(cfg):
         cfg.ckpt = str(resolve_checkpoint(Path(str(cfg.ckpt)).expanduser()))  # a run dir -> its best.pt
-    torch.manual_seed(cfg.seed)
+    resume = find_checkpoint(run_dir, cfg.resume) if wants_resume(cfg.get("resume")) else None
+    trainer = build_trainer(cfg)  # its constructor checks the loop's knobs before any data loads
+    seed_everything(cfg.seed)
     model, data, _, _ = load_model_from_checkpoint(Path(cfg.ckpt), device, cfg.data_dir, check=require_code_grid)
     fingerprint = weights_fingerprint(model)
     train, val = (encode_codes(model, s.images, cfg.seed) for s in (data.train, data.val))
     with open_dict(cfg):
         cfg.network.num_codes = model.posterior.num_codes
-    net = build_code_prior(cfg, model.posterior.num_codes).to(device)
+    net = build_code_prior(cfg, model.posterior.num_codes)
+    config = OmegaConf.to_container(cfg, resolve=True)
+    if resume:
+        check_resumable(*resume, config)
     log.info(f"code prior over {tuple(train.shape[1:])} grids of {net.num_codes} codes; {len(train)} train / "
              f"{len(val)} val grids; {sum(p.numel() for p in net.parameters()):,} parameters")
-    logger = RunLogger(run_dir / "tb", OmegaConf.to_yaml(cfg, resolve=True), {"ckpt": cfg.ckpt})
-    try:
-        result = _train(cfg, net, model, train, val, logger, run_dir)
-    finally:
-        logger.close()
-    save_checkpoint(Path(cfg.ckpt).parent / PRIOR_FILE, {"model": net.state_dict(), "step": cfg.max_steps,
-                    "config": OmegaConf.to_container(cfg, resolve=True), "val": result, "vq_weights": fingerprint})
+    task = CodePriorTask(net, model, train, val, run_dir)
+    result = trainer.fit(task, device, Run(run_dir, config, {"ckpt": cfg.ckpt}), resume=resume and resume[0],
+                         stop=stop)
+    result = {**result, "uniform_bits_per_code": math.log2(net.num_codes)}
+    save_checkpoint(Path(cfg.ckpt).parent / PRIOR_FILE, {"task": task.name, "model": net.state_dict(),
+                    "step": cfg.max_steps, "config": config, "val": result, "vq_weights": fingerprint})
     log.info(f"done: val NLL {result['val_bits_per_code']:.4f} bits/code (uniform: "
              f"{result['uniform_bits_per_code']:.4f}); prior saved to {Path(cfg.ckpt).parent / PRIOR_FILE}")
     return result
-
-
-def _train(cfg, net, model, train, val, logger, run_dir: Path) -> dict:
-    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
-    gen = torch.Generator(device=train.device).manual_seed(cfg.seed)
-    result = {"uniform_bits_per_code": math.log2(net.num_codes)}
-    for step in range(1, cfg.max_steps + 1):
-        net.train()
-        batch = train[torch.randint(len(train), (cfg.batch_size,), generator=gen, device=train.device)]
-        loss = net.bits_per_code(batch).mean()  # bits per code position
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if step % cfg.eval_every == 0 or step == cfg.max_steps:
-            result |= _validate(cfg, net, model, train, val, logger, run_dir, step)
-    return result
-
-
-@torch.no_grad()
-def _validate(cfg, net, model, train, val, logger, run_dir: Path, step: int) -> dict:
-    net.eval()
-    out = {"train_bits_per_code": mean_bits_per_code(net, train[:len(val)]), "val_bits_per_code":
-           mean_bits_per_code(net, val)}
-    logger.scalars("prior", out, step)
-    images = code_prior_images(model, net, cfg.num_images)
-    logger.image("samples/code_prior", make_grid(images, nrow=8), step)
-    save_image(images, run_dir / "samples_code_prior.png", nrow=8)
-    log.info(f"step {step}/{cfg.max_steps}: train {out['train_bits_per_code']:.4f}  "
-             f"val {out['val_bits_per_code']:.4f} bits/code")
-    return out

@@ -8,7 +8,7 @@ from typing import ClassVar
 import torch
 from torchvision.utils import make_grid
 
-from vae_cli.apps.prior import code_prior_images, load_code_prior
+from vae_cli.apps.prior import load_code_prior
 from vae_cli.errors import UserError
 from vae_cli.models.base import LatentKind, require_kind
 from vae_cli.pictures import class_grid, fixed_labels
@@ -23,6 +23,10 @@ class Context:
     y: torch.Tensor  # test labels (N,)
     num_classes: int | None  # None or < 2: no labels to use
     ckpt: str | None = None  # the checkpoint the model came from (a VQ-VAE's code prior lies beside it)
+
+    def fitted_prior(self) -> torch.nn.Module:
+        """The prior vae-prior fitted for this checkpoint's model (for families whose prior is fitted after training)."""
+        return load_code_prior(self.ckpt, self.x.device, self.model)
 
 
 def counts(who: str, **values) -> None:
@@ -79,10 +83,7 @@ class PriorSamples(Mode):
 
     def __call__(self, ctx: Context) -> dict[str, torch.Tensor]:
         model = ctx.model
-        if model.latent_kind == LatentKind.CODE_GRID:  # codes come from the autoregressive prior of vae-prior
-            net = load_code_prior(ctx.ckpt, ctx.x.device, model)
-            return {"prior": grid(code_prior_images(model, net, self.num, self.temperature).clamp(0, 1), self.nrow)}
-        z = model.sample_latents(self.num, self.temperature)  # (N, ...)
+        z = model.sample_latents(self.num, self.temperature, ctx.fitted_prior)  # (N, ...)
         y = self.labels(ctx, len(z), z.device)
         p_x = model.generate(z, y, self.ancestral, self.temperature)
         out = {"prior": grid(model.likelihood.mean(p_x).clamp(0, 1), self.nrow)}

@@ -11,6 +11,8 @@ from vae_cli.pictures import summary
 from vae_cli.training import distributed
 from vae_cli.training.checkpoint import seed_everything
 from vae_cli.training.progress import clock
+from vae_cli.training.trainer import Run
+from vae_cli.training.vae_task import VAETask
 from vae_cli.training.resume import check_resumable, find_checkpoint, keep_first_start, wants_resume
 from vae_cli.validate import check_device, check_writable, validate_data
 
@@ -60,8 +62,8 @@ def run_training(cfg: DictConfig, run_dir: str | Path, choices: dict | None = No
         ready(resume)
     if resume:
         log.info(f"resuming from {resume[1]}")
-    val = trainer.fit(model, objective, data, device, Path(run_dir), config, OmegaConf.to_yaml(cfg, resolve=True),
-                      hparams(cfg, choices), resume=resume and resume[0], stop=stop)
+    val = trainer.fit(VAETask(model, objective, data), device, Run(Path(run_dir), config, hparams(cfg, choices)),
+                      resume=resume and resume[0], stop=stop)
     log.info(f"done: val {summary(val)} after {cfg.max_steps} steps in {clock(time.monotonic() - started)}; "
              f"run dir {Path(run_dir).resolve()}; best checkpoint {Path(run_dir).resolve() / 'checkpoints' / 'best.pt'}")
     return val

@@ -22,9 +22,9 @@ def score_codes(model, x: torch.Tensor, batch_size: int) -> tuple[torch.Tensor, 
     """Prepared split x (N, C, H, W) -> distortion -log p(x | z_q) (N,) nats, and the code grids (N, h, w)."""
     distortion, codes = [], []
     for xb in x.split(batch_size):
-        q, log_px = model.vq_terms(xb)
-        distortion.append(-log_px)
-        codes.append(q.codes)
+        t = model.code_terms(xb)
+        distortion.append(-t.log_px)
+        codes.append(t.codes)
     return torch.cat(distortion).float(), torch.cat(codes)
 
 

@@ -5,6 +5,7 @@ A family is an nn.Module subclass of `Family` with the parts `encoder, posterior
 may ask is either a class attribute (readable from a config's `_target_` before anything is built) or a
 method below. Shapes: B examples, S samples; "edit space" is where apps move points (interpolate, traverse).
 """
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from enum import Enum
 from typing import Callable, ClassVar
@@ -23,7 +24,18 @@ class LatentKind(str, Enum):
     HIERARCHY = "hierarchy"  # layers z_1 (next to x) ... z_L (top); edit space: the top layer (B, D_L)
 
 
-@dataclass
+@dataclass(frozen=True)
+class Metric:
+    """The validation metric a run keeps its best checkpoint by: a key of the validation terms, and its direction."""
+
+    name: str
+    higher_is_better: bool
+
+    def better(self, new: float, old: float | None) -> bool:
+        return old is None or (new > old if self.higher_is_better else new < old)
+
+
+@dataclass(kw_only=True)
 class LatentTerms:
     """What every objective needs from a model, for S posterior samples of a batch of B examples (nats)."""
 
@@ -73,19 +85,23 @@ def temper(p: Distribution, temperature: float) -> Distribution:
     return Independent(Normal(p.base_dist.loc, temperature * p.base_dist.scale), 1)
 
 
-class Family(nn.Module):
-    """The contract. Class attributes declare what a family is; methods are what tools call.
+Fitted = Callable[[], nn.Module]  # loads the prior a second stage fitted for this model (vae-prior's code prior)
+
+
+class Family(nn.Module, ABC):
+    """The contract. Class attributes declare what a family is; methods are what tools call. A family subclasses
+    `DensityFamily` (an ELBO: `latent_terms`) or `NoDensityFamily` (no density: `code_terms`).
 
     latent_kind   what z is (LatentKind); apps and modes declare the kinds they support
     part_kind     the kind its posterior head and prior must have (checked from configs before data loads)
-    has_density   False: no ELBO (`latent_terms` absent; VQ-VAE: `vq_terms` instead)
-    tempered      True: latent_terms takes `temperature=` (Gumbel-softmax relaxation)
+    has_density   False: no ELBO; the family's objective calls `code_terms` instead of `latent_terms`
+    best_metric   the validation metric a run keeps its best checkpoint by
     """
 
     latent_kind: ClassVar[LatentKind] = LatentKind.CONTINUOUS
     part_kind: ClassVar[LatentKind] = LatentKind.CONTINUOUS
-    has_density: ClassVar[bool] = True
-    tempered: ClassVar[bool] = False
+    has_density: ClassVar[bool]
+    best_metric: ClassVar[Metric]
 
     def __init__(self, encoder: nn.Module, posterior: nn.Module, decoder: nn.Module, likelihood: nn.Module,
                  prior: nn.Module, condition: nn.Module | None = None):
@@ -104,16 +120,17 @@ class Family(nn.Module):
         return self.posterior.has_mean
 
     @property
+    @abstractmethod
     def layer_dims(self) -> list[int]:
         """Latent dims per stochastic layer, bottom first; one entry for single-layer families."""
-        raise NotImplementedError
 
     # --- generation: z ~ p(z) in the prior's space, then p(x | z)
     def prior_dist(self) -> Distribution:
         return self.prior(self.encode)
 
-    def sample_latents(self, n: int, temperature: float = 1.0) -> torch.Tensor:
-        """n draws from p(z) (the top layer for hierarchies), Gaussian noise scaled by `temperature`."""
+    def sample_latents(self, n: int, temperature: float = 1.0, fitted: Fitted | None = None) -> torch.Tensor:
+        """n draws from p(z) (the top layer for hierarchies), Gaussian noise scaled by `temperature`. `fitted`
+        loads a prior fitted after training; families whose prior is trained with them ignore it."""
         return temper(self.prior_dist(), temperature).sample((n,))
 
     def generate(self, z: torch.Tensor, y: torch.Tensor | None = None, ancestral: bool = True,
@@ -122,12 +139,13 @@ class Family(nn.Module):
         conditional means (ancestral=False). Single-layer families: decode(z, y)."""
         return self.decode(z, y)
 
+    @abstractmethod
     def decode(self, z: torch.Tensor, y: torch.Tensor | None = None) -> Distribution:
-        raise NotImplementedError
+        """p(x | z) with batch shape z's leading dims."""
 
+    @abstractmethod
     def encode(self, x: torch.Tensor, y: torch.Tensor | None = None):
         """q(z | x) as a Distribution (top layer for hierarchies); code grids: the codes (B, h, w)."""
-        raise NotImplementedError
 
     # --- one point per image, for pictures and diagnostics
     def posterior_mean(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
@@ -152,9 +170,66 @@ class Family(nn.Module):
         """p(x | edit-space point z)."""
         return self.decode(z, y)
 
+    def traverse(self, point: torch.Tensor, dims: torch.Tensor, values: torch.Tensor,
+                 y: torch.Tensor | None = None) -> tuple[Distribution, int]:
+        """Edit-space point (D,), R dims, T values -> (p(x | row r, column t), batch (R*T,); T): row r is the point
+        with dim dims[r] set to each value in turn."""
+        z = point.repeat(len(dims), len(values), 1)  # (R, T, D)
+        z[torch.arange(len(dims)), :, dims] = values.to(z.dtype)
+        return self.decode_point(z.flatten(0, 1), None if y is None else y.expand(z.shape[0] * len(values))), \
+            len(values)
+
+    def edit_grid(self, size: int) -> torch.Tensor | None:
+        """A size x size grid of edit-space points at standard-normal quantiles in (0.05, 0.95)^2, top row = high
+        z_2, (size^2, 2), when the edit space is a 2-D Gaussian one; else None."""
+        if self.layer_dims[-1] != 2:
+            return None
+        q = Normal(0.0, 1.0).icdf(torch.linspace(0.05, 0.95, size))
+        z2, z1 = torch.meshgrid(q.flip(0), q, indexing="ij")
+        return torch.stack([z1, z2], dim=-1).flatten(0, 1)
+
     def split_layers(self, per_dim: torch.Tensor) -> list[torch.Tensor]:
         """(..., sum_l D_l) -> per-layer views [(..., D_1), ..., (..., D_L)], bottom first."""
         return list(per_dim.split(self.layer_dims, dim=-1))
+
+
+class DensityFamily(Family):
+    """A family with a density: `latent_terms` scores posterior samples under likelihood, prior and posterior."""
+
+    has_density = True
+    best_metric = Metric("elbo", higher_is_better=True)
+
+    @abstractmethod
+    def latent_terms(self, x: torch.Tensor, y: torch.Tensor | None = None, num_samples: int = 1,
+                     **knobs) -> LatentTerms:
+        """S samples of q(z | x) for a batch of B images scored in nats (LatentTerms). `knobs`: what the objective
+        hands on from the step (Gumbel-softmax: temperature)."""
+
+
+@dataclass(kw_only=True)
+class CodeTerms:
+    """What a family without a density gives its objective for a batch of B images (nats where not named)."""
+
+    log_px: torch.Tensor  # (B,) log p(x | the quantized encoding), with the straight-through gradient
+    codes: torch.Tensor  # (B, h, w) int64
+    codebook_loss: torch.Tensor  # (B,) squared distances
+    commitment: torch.Tensor  # (B,) squared distances
+    num_codes: int
+
+
+class NoDensityFamily(Family):
+    """A declared "no density" (VQ-VAE): no ELBO, so no `latent_terms`; `code_terms` instead, and a prior over
+    codes fitted after training (vae-prior), which `sample_latents` draws from."""
+
+    has_density = False
+    best_metric = Metric("loss", higher_is_better=False)
+
+    @abstractmethod
+    def code_terms(self, x: torch.Tensor) -> CodeTerms:
+        """The quantization of a batch (B, C, H, W) and log p(x | z_q)."""
+
+    def edit_grid(self, size: int) -> None:
+        return None  # the edit space is the pre-quantization grid: no prior quantiles
 
 
 def family_label(cls: type) -> str:
@@ -196,11 +271,11 @@ def _fix(kind: LatentKind, family: type) -> str:
 
 
 def check_objective_kind(family: type, objective: type, names: dict | None = None) -> None:
-    """An objective declares the model method it calls (`requires`) and, optionally, the kinds it fits."""
+    """An objective declares the family contract it calls (`requires`: DensityFamily or NoDensityFamily) and,
+    optionally, the latent kinds it fits (`latent_kinds`, None: every kind)."""
     names = names or {}
-    kinds = getattr(objective, "latent_kinds", None)
-    needs_density = getattr(objective, "requires", "latent_terms") == "latent_terms"
-    if (kinds is not None and family.latent_kind not in kinds) or needs_density != family.has_density:
+    kinds = objective.latent_kinds
+    if (kinds is not None and family.latent_kind not in kinds) or not issubclass(family, objective.requires):
         obj = names.get("objective", objective.__name__)
         raise ConfigError(f"objective={obj} does not apply to {family_label(family)}{_model(names)}; leave "
                           f"objective to the model preset (model=vqvae picks objective=vq, model=gumbel "

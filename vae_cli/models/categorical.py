@@ -10,7 +10,7 @@ import torch.nn as nn
 from torch.distributions import Distribution, Independent, OneHotCategorical, RelaxedOneHotCategorical
 
 from vae_cli.errors import ConfigError
-from vae_cli.models.base import Encode, Family, LatentKind, LatentTerms, PosteriorHead, Prior
+from vae_cli.models.base import DensityFamily, Encode, LatentKind, LatentTerms, PosteriorHead, Prior
 from vae_cli.models.layers import one_hot
 
 
@@ -73,13 +73,12 @@ def gumbel_softmax_sample(logits: torch.Tensor, temperature: float, num_samples:
     return one_hot(soft.argmax(-1), soft.shape[-1], soft.dtype) - soft.detach() + soft  # straight-through
 
 
-class CategoricalVAE(Family):
+class CategoricalVAE(DensityFamily):
     """encoder: x -> features; posterior: CategoricalHead; decoder: flattened one-hots (N*C) -> params.
 
     Edit space (encode_point / decode_point): the posterior logits (B, N, C), decoded as softmax probabilities."""
 
     latent_kind = part_kind = LatentKind.CATEGORICAL
-    tempered = True
 
     def __init__(self, encoder: nn.Module, posterior: nn.Module, decoder: nn.Module, likelihood: nn.Module,
                  prior: nn.Module, hard: bool = False):
@@ -100,6 +99,18 @@ class CategoricalVAE(Family):
     def decode_point(self, z: torch.Tensor, y: torch.Tensor | None = None) -> Distribution:
         return self.decode(torch.softmax(z, -1), y)
 
+    def traverse(self, point: torch.Tensor, dims: torch.Tensor, values: torch.Tensor,
+                 y: torch.Tensor | None = None) -> tuple[Distribution, int]:
+        """logits (N, C): row r sets latent dims[r] to class 0 .. C-1 (the others at their most probable class);
+        `values` do not apply -> (p(x | ...), batch (R*C,); C)."""
+        n, c = point.shape
+        z = one_hot(point.argmax(-1), c).repeat(len(dims), c, 1, 1)  # (R, C, N, C)
+        z[torch.arange(len(dims)), :, dims] = torch.eye(c, device=point.device)  # class k in column k
+        return self.decode(z.flatten(0, 1)), c
+
+    def edit_grid(self, size: int) -> None:
+        return None  # the edit space is logits: no prior quantiles
+
     def decode(self, z: torch.Tensor, y: torch.Tensor | None = None) -> Distribution:
         """z (..., N, C) one-hot or relaxed -> p(x|z), batch (...), event (C, H, W)."""
         params = self.decoder(z.reshape(-1, z.shape[-2] * z.shape[-1]))  # (M, P*C, H, W)
@@ -116,7 +127,8 @@ class CategoricalVAE(Family):
         else:
             z = z_hard = q.sample((num_samples,))
         kl = categorical_kl(q.base_dist, p.base_dist)  # (B, N) closed form
-        return LatentTerms(self.decode(z, y).log_prob(x), p.log_prob(z_hard), q.log_prob(z_hard), kl, None, z, q, p)
+        return LatentTerms(log_px=self.decode(z, y).log_prob(x), log_pz=p.log_prob(z_hard), log_qz=q.log_prob(z_hard),
+                           kl_per_dim=kl, z=z, q=q, p=p)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> Distribution:
         """Reconstruction p(x|z = the most probable class of each latent), for pictures."""

@@ -12,7 +12,7 @@ from torch.distributions import Distribution, kl_divergence
 from vae_cli.errors import ConfigError
 from vae_cli.models.layers import mlp
 from vae_cli.models.posteriors import DiagonalGaussian
-from vae_cli.models.base import Family, LatentKind, LatentTerms
+from vae_cli.models.base import DensityFamily, LatentKind, LatentTerms
 from vae_cli.models.vae import kl_per_dim, sample_with_log_prob
 
 
@@ -51,7 +51,7 @@ class GaussianLayer(nn.Module):
         return self.head(self.net(h))
 
 
-class HierarchicalVAE(Family):
+class HierarchicalVAE(DensityFamily):
     """`lower_dims` are the sizes of z_1 ... z_{L-1}; z_L has `latent_dim` (that of the posterior and prior).
 
     encode(x) is q(z_L | x); generate(z_L) samples z_l ~ p(z_l | z_{l+1}) down to z_1 (ancestral), decode(z_L)
@@ -129,5 +129,5 @@ class HierarchicalVAE(Family):
             kl_dims.insert(0, kl_divergence(q_l.base_dist, p_l.base_dist).mean(0))  # (B, D_l)
             kl_layers.insert(0, kl_dims[0].sum(-1))
         per_dim = torch.cat(kl_dims, -1) if top_dims is not None else None  # (B, D_1 + ... + D_L)
-        return LatentTerms(self._likelihood_at(z).log_prob(x), log_pz, log_qz, per_dim, torch.stack(kl_layers, -1),
-                           z_top, q, p)
+        return LatentTerms(log_px=self._likelihood_at(z).log_prob(x), log_pz=log_pz, log_qz=log_qz, kl_per_dim=per_dim,
+                           kl_per_layer=torch.stack(kl_layers, -1), z=z_top, q=q, p=p)

@@ -24,7 +24,7 @@ from torch.distributions import Distribution, Independent, Normal, kl_divergence
 
 from vae_cli.errors import ConfigError
 from vae_cli.models.layers import mlp
-from vae_cli.models.base import Family, LatentKind, LatentTerms
+from vae_cli.models.base import DensityFamily, LatentKind, LatentTerms
 from vae_cli.models.vae import kl_per_dim, sample_with_log_prob
 
 SOFTPLUS_INV_ONE = math.log(math.e - 1.0)  # softplus(SOFTPLUS_INV_ONE) = 1
@@ -85,7 +85,7 @@ def balance_coefficients(kl_layers: torch.Tensor, alpha: torch.Tensor) -> torch.
     return len(alpha) * c / c.sum()
 
 
-class LadderVAE(Family):
+class LadderVAE(DensityFamily):
     """`lower_dims` are the sizes of z_1 ... z_{L-1} (may be empty: a one-layer VAE); z_L has `latent_dim`.
 
     The family contract (models/base.py) for a hierarchy: encode(x) is q(z_L | x); generate(z_L) draws
@@ -207,17 +207,18 @@ class LadderVAE(Family):
             kl_dims.insert(0, kl_divergence(q_i.base_dist, p_i.base_dist).mean(0))  # (B, D_i)
             kl_layers.insert(0, kl_dims[0].sum(-1))
         log_px = self._likelihood_at(z, h).log_prob(x)  # (S, B)
-        return self._terms(log_px, lq, lp, kl_dims, torch.stack(kl_layers, -1), (z_top, q, p))
+        return self._terms(log_px, lq, lp, kl_dims, torch.stack(kl_layers, -1), {"z": z_top, "q": q, "p": p})
 
-    def _terms(self, log_px, lq: list, lp: list, kl_dims: list, kl_layers: torch.Tensor, top: tuple) -> LatentTerms:
-        """Sum the per-layer terms, with KL balancing's gradient scaling while it is on; `top` = (z_L, q, p)."""
+    def _terms(self, log_px, lq: list, lp: list, kl_dims: list, kl_layers: torch.Tensor, top: dict) -> LatentTerms:
+        """Sum the per-layer terms, with KL balancing's gradient scaling while it is on; `top`: z_L, q, p."""
         gamma = self._balance(kl_layers)
         if gamma is not None:
             lq = [balance_gradient(t, g) for t, g in zip(lq, gamma)]
             lp = [balance_gradient(t, g) for t, g in zip(lp, gamma)]
             kl_dims = [None if t is None else balance_gradient(t, g) for t, g in zip(kl_dims, gamma)]
         per_dim = torch.cat(kl_dims, -1) if kl_dims[-1] is not None else None
-        return LatentTerms(log_px, sum(lp), sum(lq), per_dim, kl_layers, *top)
+        return LatentTerms(log_px=log_px, log_pz=sum(lp), log_qz=sum(lq), kl_per_dim=per_dim, kl_per_layer=kl_layers,
+                           **top)
 
     def _balance(self, kl_layers: torch.Tensor) -> torch.Tensor | None:
         """NVAE's coefficients (L,) during the first kl_balance_steps training calls with gradients, ones after

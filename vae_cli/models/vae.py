@@ -3,7 +3,7 @@ import torch
 import torch.nn as nn
 from torch.distributions import Distribution, Independent, kl_divergence
 
-from vae_cli.models.base import Family, LatentKind, LatentTerms
+from vae_cli.models.base import DensityFamily, LatentKind, LatentTerms
 from vae_cli.models.conditioning import with_label
 
 __all__ = ["VAE", "LatentTerms", "sample_with_log_prob", "kl_per_dim"]
@@ -31,7 +31,7 @@ def kl_per_dim(q: Distribution, p: Distribution) -> torch.Tensor | None:
         return None
 
 
-class VAE(Family):
+class VAE(DensityFamily):
     """encoder: x -> features; posterior: features -> q(z|x); decoder: z -> params; likelihood: params -> p(x|z).
 
     condition (optional, model=cvae): labels y (B,) -> (B, E), appended to the encoder features and to z,
@@ -62,7 +62,8 @@ class VAE(Family):
         """Draw S reparameterized z ~ q(z|x) and score them under the likelihood, prior and posterior."""
         q, p = self.encode(x, y), self.prior_dist()
         z, log_qz = sample_with_log_prob(q, num_samples, self.posterior.density_anywhere)  # (S, B, D), (S, B)
-        return LatentTerms(self.decode(z, y).log_prob(x), p.log_prob(z), log_qz, kl_per_dim(q, p), None, z, q, p)
+        return LatentTerms(log_px=self.decode(z, y).log_prob(x), log_pz=p.log_prob(z), log_qz=log_qz,
+                           kl_per_dim=kl_per_dim(q, p), z=z, q=q, p=p)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> Distribution:
         """Reconstruction distribution p(x|z = E_q[z]) (for pictures; flows without a mean: one draw)."""

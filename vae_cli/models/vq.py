@@ -10,8 +10,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.distributions import Categorical, Distribution, Independent
 
-from vae_cli.errors import ConfigError
-from vae_cli.models.base import Encode, Family, LatentKind, PosteriorHead, Prior
+from vae_cli.errors import ConfigError, UserError
+from vae_cli.models.base import CodeTerms, Encode, Fitted, LatentKind, NoDensityFamily, PosteriorHead, Prior
 from vae_cli.models.layers import one_hot
 
 
@@ -126,14 +126,14 @@ class UniformCodes(Prior):
         return Independent(Categorical(logits=self.logits.expand(*self.grid_shape, -1)), 2)
 
 
-class VQVAE(Family):
+class VQVAE(NoDensityFamily):
     """encoder: x -> (B, F, h, w); posterior: VectorQuantizer; decoder: code vectors -> params; likelihood.
 
-    No density (no ELBO): objective=vq calls `vq_terms`. Latent space: codes (B, h, w); edit space: the
-    continuous pre-quantization z_e (B, D, h, w), quantized on decoding."""
+    No density (no ELBO): objective=vq calls `code_terms`. Latent space: codes (B, h, w); edit space: the
+    continuous pre-quantization z_e (B, D, h, w), quantized on decoding. Prior samples come from the
+    autoregressive code prior vae-prior fits after training (`fitted`)."""
 
     latent_kind = part_kind = LatentKind.CODE_GRID
-    has_density = False
 
     def __init__(self, encoder: nn.Module, posterior: VectorQuantizer, decoder: nn.Module, likelihood: nn.Module,
                  prior: nn.Module):
@@ -169,10 +169,17 @@ class VQVAE(Family):
     def decode_point(self, z: torch.Tensor, y: torch.Tensor | None = None) -> Distribution:
         return self.likelihood(self.decoder(self.posterior.quantize(z).z_q))
 
-    def vq_terms(self, x: torch.Tensor) -> tuple[Quantized, torch.Tensor]:
+    def code_terms(self, x: torch.Tensor) -> CodeTerms:
         """-> the quantization and log p(x | z_q) (B,) in nats, with the straight-through gradient."""
         q = self.quantize(x)
-        return q, self.likelihood(self.decoder(q.z_q)).log_prob(x)
+        return CodeTerms(log_px=self.likelihood(self.decoder(q.z_q)).log_prob(x), codes=q.codes,
+                         codebook_loss=q.codebook_loss, commitment=q.commitment, num_codes=self.posterior.num_codes)
+
+    def sample_latents(self, n: int, temperature: float = 1.0, fitted: Fitted | None = None) -> torch.Tensor:
+        """n code grids (n, h, w) from the code prior `fitted()` loads (logits / temperature)."""
+        if fitted is None:
+            raise UserError(f"{type(self).__name__}: prior samples need the code prior vae-prior fits")
+        return fitted().sample(n, self.grid_shape, temperature)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> Distribution:
         """Reconstruction p(x | quantized encoding), for pictures."""

@@ -4,16 +4,20 @@ Variants override `loss` (and `model_terms` when they call another model method)
 computed from the step alone: an int step gives floats (logging, validation), a 0-dim int64 step tensor
 gives device tensors (the training step, which may be captured once as a CUDA graph and replayed).
 """
+from typing import ClassVar
+
 import torch
 
 from vae_cli.errors import ConfigError
+from vae_cli.models.base import DensityFamily
 from vae_cli.schedules import Weight
 
 
 class Objective:
     """loss(model terms, knobs) per example, in nats; `weight` is beta x schedule (None: no regularizer weight)."""
 
-    requires = "latent_terms"  # the model method this objective calls
+    requires: ClassVar[type] = DensityFamily  # the family contract whose method `model_terms` calls
+    latent_kinds: ClassVar[frozenset | None] = None  # the latent kinds it fits; None: every kind of `requires`
 
     def __init__(self, weight: Weight | None = None, num_samples: int = 1):
         if not (isinstance(num_samples, int) and num_samples >= 1):
@@ -25,7 +29,7 @@ class Objective:
         return {} if self.weight is None else {"beta": self.weight(step)}
 
     def model_terms(self, model, x: torch.Tensor, y: torch.Tensor | None, knobs: dict):
-        """The one call into the model (models/base.py's `latent_terms`)."""
+        """The one call into the model (DensityFamily.latent_terms, models/base.py)."""
         return model.latent_terms(x, y, self.num_samples, **self.model_kwargs(knobs))
 
     def model_kwargs(self, knobs: dict) -> dict:

@@ -2,7 +2,7 @@
 import torch
 
 from vae_cli.errors import ConfigError
-from vae_cli.models.base import LatentKind
+from vae_cli.models.base import LatentKind, NoDensityFamily
 from vae_cli.objectives.base import Objective
 from vae_cli.objectives.elbo import ELBO
 from vae_cli.schedules import ExponentialDecay, Schedule
@@ -41,7 +41,7 @@ class VQObjective(Objective):
     codebook is a buffer). No elbo or rate: the posterior is deterministic; bits/dim need the code prior.
     """
 
-    requires = "vq_terms"  # the model method this objective calls
+    requires = NoDensityFamily  # calls code_terms
     latent_kinds = frozenset({LatentKind.CODE_GRID})
 
     def __init__(self, commitment: float = 0.25):
@@ -51,12 +51,11 @@ class VQObjective(Objective):
         self.commitment = float(commitment)
 
     def model_terms(self, model, x: torch.Tensor, y: torch.Tensor | None, knobs: dict):
-        return model.vq_terms(x)
+        return model.code_terms(x)
 
     def loss(self, t, knobs: dict, x: torch.Tensor, model) -> dict[str, torch.Tensor]:
-        q, log_px = t
-        distortion = -log_px  # (B,)
-        loss = distortion + q.codebook_loss + self.commitment * q.commitment
-        perplexity, used = code_statistics(q.codes, model.posterior.num_codes)  # batch statistics, shape ()
-        return {"loss": loss, "distortion": distortion, "commitment": q.commitment,
-                "codebook_loss": q.codebook_loss, "perplexity": perplexity, "codes_used": used}
+        distortion = -t.log_px  # (B,)
+        loss = distortion + t.codebook_loss + self.commitment * t.commitment
+        perplexity, used = code_statistics(t.codes, t.num_codes)  # batch statistics, shape ()
+        return {"loss": loss, "distortion": distortion, "commitment": t.commitment,
+                "codebook_loss": t.codebook_loss, "perplexity": perplexity, "codes_used": used}

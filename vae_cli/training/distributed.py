@@ -72,8 +72,11 @@ class RankSlice:
     def __next__(self) -> torch.Tensor:
         return next(self.batches)[self.lo:self.hi]  # (B / world,)
 
-    def __getattr__(self, name):  # state_dict, load_state_dict, n, pos ...: the global sampler's
-        return getattr(self.batches, name)
+    def state_dict(self) -> dict:  # the global sampler's: every rank holds the same
+        return self.batches.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.batches.load_state_dict(state)
 
 
 def shard(batches):
@@ -103,17 +106,28 @@ def mean_over_ranks(t: torch.Tensor | None) -> torch.Tensor | None:
 def average_meter(meter) -> None:
     """Replace a Meter's running sums by their mean over ranks, just before they are read and logged."""
     meter.sums, meter.kl_sum = mean_over_ranks(meter.sums), mean_over_ranks(meter.kl_sum)
-    if hasattr(meter, "good"):  # finite steps per rank: sums / good is then the mean over all ranks' steps
-        meter.good = mean_over_ranks(meter.good)
-    if hasattr(meter, "extra"):  # objective-specific sums (iwae_bound, ess ...): the same keys on every rank
-        meter.extra = {k: mean_over_ranks(torch.as_tensor(v, device=meter.device)) for k, v in meter.extra.items()}
+    meter.good = mean_over_ranks(meter.good)  # finite steps per rank: sums / good is the mean over all ranks' steps
+    # objective-specific sums (iwae_bound, ess ...): the same keys on every rank
+    meter.extra = {k: mean_over_ranks(torch.as_tensor(v, device=meter.device)) for k, v in meter.extra.items()}
 
 
 class NullLogger:
-    """The RunLogger of ranks > 0: every call does nothing."""
+    """The RunLogger (training/tblog.py) of ranks > 0: every call does nothing."""
 
-    def __getattr__(self, name):
-        return lambda *args, **kwargs: None
+    def scalars(self, prefix: str, metrics: dict, step: int) -> None:
+        pass
+
+    def kl_per_dim(self, kl: torch.Tensor, step: int) -> None:
+        pass
+
+    def image(self, tag: str, grid: torch.Tensor, step: int) -> None:
+        pass
+
+    def text(self, tag: str, text: str, step: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 def worker_overrides(argv: list[str]) -> list[str]:

@@ -117,9 +117,10 @@ def open_progress(trainer, model, num_train: int, run_dir: Path, start_step: int
     """Log the start line (main process only) and open the run's progress display."""
     from vae_cli.training import distributed
 
-    spe = max(num_train // trainer.batch_size, 1)  # full batches per epoch, as set_run_length counts them
+    loop, reporting = trainer.loop, trainer.reporting
+    spe = max(num_train // loop.batch_size, 1)  # full batches per epoch, as set_run_length counts them
     if distributed.is_main():
         num_params = sum(p.numel() for p in model.parameters())
-        log.info(start_line(run_dir, trainer.device, num_params, trainer.max_steps, spe, trainer.batch_size))
-    mode = choose_mode(trainer.progress, distributed.is_main())
-    return Progress(mode, trainer.max_steps, spe, start_step, trainer.progress_every_s)
+        log.info(start_line(run_dir, trainer.device, num_params, loop.max_steps, spe, loop.batch_size))
+    mode = choose_mode(reporting.progress, distributed.is_main())
+    return Progress(mode, loop.max_steps, spe, start_step, reporting.progress_every_s)
