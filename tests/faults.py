@@ -40,3 +40,23 @@ class NonFinitePrior(PixelCNNPrior):
             bits = bits * (torch.nan if self.calls in self.nan_steps else 1.0)
             self.calls += 1
         return bits
+
+
+class Stall:
+    """A vae-sample mode that says 'stalling' on stdout and then waits, so a test can signal a run mid-work.
+    Not a config option: tests select it with mode._target_=faults.Stall (any mode knobs are accepted)."""
+
+    name = "stall"
+
+    def __init__(self, **knobs):
+        self.knobs = knobs
+
+    def check(self, family: type) -> None:
+        pass
+
+    def __call__(self, ctx) -> dict:
+        import time
+
+        print("stalling", flush=True)
+        time.sleep(120)
+        return {}

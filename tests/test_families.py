@@ -82,7 +82,7 @@ def test_vqvae_then_prior_stage_through_the_cli(tmp_path):
     r = run("vae-sample", f"ckpt={ckpt}", "mode=prior", "mode.num=4", "mode.nrow=2", f"out={tmp_path / 's1'}",
             cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    assert Image.open(tmp_path / "s1" / "prior.png").size == (2 * 30 + 2, 2 * 30 + 2)
+    assert Image.open(tmp_path / "s1" / "prior_num-4_nrow-2.png").size == (3 * (2 * 30 + 2), 3 * (2 * 30 + 2))
     # another checkpoint in the same dir (last.pt's weights, perturbed) must not use last.pt's prior:
     # vae-sample refuses in one line, vae-eval reports the code metrics without bits/code
     other = tmp_path / "vq" / "checkpoints" / "step_000000002.pt"

@@ -11,15 +11,19 @@ from vae_cli.build import build_model
 from vae_cli.apps.train import run_training
 from vae_cli.data import fake_images
 from vae_cli.errors import UserError
+from vae_cli.apps.figures import FONT_PX
 from vae_cli.apps.latent_modes import Arithmetic, LatentMap
 from vae_cli.apps.sample_modes import Context, slerp
 
 
-def grid_shape(n: int, nrow: int, h: int = 28, w: int = 28) -> tuple[int, int, int]:
-    """torchvision make_grid with padding 2: (3, rows * (h + 2) + 2, cols * (w + 2) + 2)."""
+def grid_shape(n: int, nrow: int, h: int = 28, w: int = 28, top: int = 0) -> tuple[int, int, int]:
+    """torchvision make_grid with padding 2, drawn 3x (28 px digits), with a `top` px band of column labels."""
     cols = min(nrow, n)
     rows = -(-n // cols)
-    return 3, rows * (h + 2) + 2, cols * (w + 2) + 2
+    return 3, 3 * (rows * (h + 2) + 2) + top, 3 * (cols * (w + 2) + 2)
+
+
+LABELS = FONT_PX + 8  # the band of column labels
 
 
 @pytest.fixture(scope="module")
@@ -39,10 +43,10 @@ CASES = [
     (["mode=prior", "mode.num=16", "mode.nrow=4", "mode.sample_pixels=true"],
      {"prior": grid_shape(16, 4), "prior_pixels": grid_shape(16, 4)}),
     (["mode=prior", "mode.num=6", "mode.nrow=3", "mode.temperature=0.5"], {"prior": grid_shape(6, 3)}),
-    (["mode=reconstruct", "mode.num=8", "mode.pairs_per_row=4"], {"reconstruct": grid_shape(16, 8)}),
+    (["mode=reconstruct", "mode.num=8", "mode.pairs_per_row=4"], {"reconstruct": grid_shape(16, 8, top=LABELS)}),
     (["mode=interpolate", "mode.pairs=2", "mode.steps=4"],
-     {"interpolate_linear": grid_shape(12, 6), "interpolate_slerp": grid_shape(12, 6)}),
-    (["mode=traverse", "mode.dims=3", "mode.steps=5"], {"traverse": grid_shape(15, 5)}),
+     {"interpolate_linear": grid_shape(12, 6, top=LABELS), "interpolate_slerp": grid_shape(12, 6, top=LABELS)}),
+    (["mode=traverse", "mode.dims=3", "mode.steps=5"], {"traverse": grid_shape(15, 5, top=LABELS)}),
 ]
 
 
@@ -51,9 +55,10 @@ def test_mode_writes_png_of_expected_size(ckpt, tmp_path, overrides, shapes):
     paths = sample(ckpt, tmp_path, *overrides)
     assert set(paths) == set(shapes)
     for name, (c, h, w) in shapes.items():
-        assert Image.open(paths[name]).size == (w, h)
+        width, height = Image.open(paths[name]).size
+        assert height == h and (width == w if name != "traverse" else width > w + 40)  # + row labels
     tags = EventAccumulator(str(tmp_path / "tb")).Reload().Tags()["images"]
-    assert {f"vae-sample/{n}" for n in shapes} <= set(tags)
+    assert {f"vae-sample/{p.stem}" for p in paths.values()} <= set(tags)
 
 
 def test_arithmetic_and_latent_scatter_on_a_checkpoint(ckpt, tmp_path):
@@ -62,8 +67,8 @@ def test_arithmetic_and_latent_scatter_on_a_checkpoint(ckpt, tmp_path):
     paths = sample(ckpt, tmp_path, "mode=arithmetic", f"mode.a={a}", f"mode.b={b}", f"mode.target={target}",
                    "mode.num=2", "mode.scales=[0,1]")
     n_rows = min(2, int((labels == target).sum()))
-    _, h, w = grid_shape(5 * n_rows, 5)  # columns a, b, c, c + 0 (a-b), a-b+c; scaled x3, a 16 px label strip
-    assert Image.open(paths[f"arithmetic_{a}-{b}+{target}"]).size == (3 * w, 3 * h + 16)
+    _, h, w = grid_shape(5 * n_rows, 5, top=LABELS)  # columns a, b, c, c + 0 (a-b), a-b+c; labelled
+    assert Image.open(paths[f"arithmetic_{a}-{b}+{target}"]).size == (w, h)
     pytest.importorskip("matplotlib")
     scatter = Image.open(sample(ckpt, tmp_path, "mode=latent_map")["latent_scatter"])
     assert scatter.mode == "RGB" and min(scatter.size) > 200
@@ -80,7 +85,7 @@ def tiny_context(latent_dim: int, num_classes: int | None = 10) -> Context:
 @torch.no_grad()
 def test_latent_map_manifold_for_2d_latents_and_errors():
     grids = LatentMap(grid_size=3)(tiny_context(2))
-    assert tuple(grids["latent_manifold"].shape) == grid_shape(9, 3)
+    assert grids["latent_manifold"].shape[0] == 3 and min(grids["latent_manifold"].shape[1:]) > 3 * 28
     with pytest.raises(UserError, match="latent_dim >= 2"):
         LatentMap()(tiny_context(1))
     one = LatentMap(num_points=1)(tiny_context(8))  # PCA of one point: one component, padded (was IndexError)
@@ -117,7 +122,8 @@ def test_prior_mode_for_conditional_and_categorical_models(tmp_path, model):
     paths = sample(ckpt, tmp_path / "a", "mode=prior", "mode.num=8", "mode.nrow=4")
     assert Image.open(paths["prior"]).size == grid_shape(8, 4)[:0:-1]
     if model == "cvae":  # one row per class (fake data: 10 classes), 4 styles across
-        assert Image.open(paths["prior_per_class"]).size == grid_shape(40, 4)[:0:-1]
+        width, height = Image.open(paths["prior_per_class"]).size  # class labels left of the rows
+        assert height == grid_shape(40, 4)[1] and width > grid_shape(40, 4)[2]
         paths = sample(ckpt, tmp_path / "b", "mode=prior", "mode.num=8", "mode.nrow=4", "mode.label=3")
         assert set(paths) == {"prior"}
     else:

@@ -141,6 +141,18 @@ def train_main() -> None:
         sys.exit(EXIT_USER_ERROR)
 
 
+def _interruptible(tool: str, main, unsaved: str) -> None:
+    """Run `main`; Ctrl-C (SIGINT) anywhere in it is one line on stderr and exit 130, not a traceback.
+    `unsaved`: what an interrupted run has not written."""
+    import signal
+
+    try:
+        main()
+    except KeyboardInterrupt:
+        print(f"{tool}: interrupted by SIGINT before it finished; {unsaved}", file=sys.stderr)
+        _exit_quietly(128 + signal.SIGINT)
+
+
 def _run_app(name: str, fn, cfg: DictConfig):
     try:
         return fn(cfg)
@@ -163,14 +175,20 @@ def _sample(cfg: DictConfig) -> None:
 
 def eval_main() -> None:
     """`vae-eval ckpt=...`: test ELBO, importance-weighted NLL, collapse report, sample quality."""
-    _check_argv("vae-eval", "eval")
-    _hydra_main("eval", _eval)
+    def main() -> None:
+        _check_argv("vae-eval", "eval")
+        _hydra_main("eval", _eval)
+
+    _interruptible("vae-eval", main, "metrics.json and report.txt are written at the end")
 
 
 def sample_main() -> None:
     """`vae-sample ckpt=... mode=...`: prior samples, reconstructions, interpolations, traversals ..."""
-    _check_argv("vae-sample", "sample")
-    _hydra_main("sample", _sample)
+    def main() -> None:
+        _check_argv("vae-sample", "sample")
+        _hydra_main("sample", _sample)
+
+    _interruptible("vae-sample", main, "the pictures are written at the end")
 
 
 def _prior(cfg: DictConfig) -> float:
@@ -197,10 +215,13 @@ def prior_main() -> None:
     """`vae-prior ckpt=...`: fit the autoregressive code prior of a trained VQ-VAE (its second stage)."""
     from vae_cli.training.resume import resume_argv
 
-    try:
-        sys.argv = resume_argv(sys.argv)  # resume=RUN_DIR: that run's overrides and dir
-    except UserError as e:
-        print(f"vae-prior: error: {e}", file=sys.stderr)
-        sys.exit(EXIT_USER_ERROR)
-    _check_argv("vae-prior", "code_prior")
-    _hydra_main("code_prior", _prior)
+    def main() -> None:
+        try:
+            sys.argv = resume_argv(sys.argv)  # resume=RUN_DIR: that run's overrides and dir
+        except UserError as e:
+            print(f"vae-prior: error: {e}", file=sys.stderr)
+            sys.exit(EXIT_USER_ERROR)
+        _check_argv("vae-prior", "code_prior")
+        _hydra_main("code_prior", _prior)
+
+    _interruptible("vae-prior", main, "nothing was trained (once training runs, Ctrl-C saves a checkpoint)")

@@ -18,6 +18,7 @@ GROUP_MEANINGS = {  # one line per group; a group missing here is still listed, 
     "schedule": "beta over steps (KL annealing)", "trainer": "steps, batch size, lr, logging, speed knobs",
     "experiment": "named bundles of the above", "launcher": "where --multirun jobs run (needs .[sweeps])",
     "sweeper": "how --multirun picks values (optuna; needs .[sweeps])", "mode": "the picture to draw",
+    "preset": "how thorough: the evaluation keys a named setting sets",
     "optimizer": "the optimizer", "lr_schedule": "the learning rate over steps",
 }
 KEY_LINE = re.compile(r"^([A-Za-z_]\w*):\s*(.*?)\s*(?:#\s*(.*))?$")
@@ -28,7 +29,7 @@ GROUP_DOCS = {  # the docs page of each group, printed beside it
     "likelihood": "docs/models.md", "objective": "docs/models.md", "schedule": "docs/models.md",
     "experiment": "docs/models.md", "trainer": "docs/configs.md", "optimizer": "docs/configs.md",
     "lr_schedule": "docs/configs.md", "launcher": "docs/sweeps.md", "sweeper": "docs/sweeps.md",
-    "mode": "docs/evaluation.md",
+    "mode": "docs/evaluation.md", "preset": "docs/evaluation.md",
 }
 SENTENCE_END = (".", "!", "?")
 

@@ -17,7 +17,8 @@ from omegaconf import OmegaConf
 
 from vae_cli.errors import UserError
 
-GROUP_ROOTS = {"train": "vae_cli.configs", "sample": "vae_cli.sample_configs"}  # vae-eval, vae-prior: none
+GROUP_ROOTS = {"train": "vae_cli.configs", "sample": "vae_cli.sample_configs",  # vae-prior: none
+               "eval": "vae_cli.eval_configs"}
 PLUGINS = {("launcher", "joblib"): ("hydra_joblib_launcher", "hydra-joblib-launcher"),  # group option -> its plugin
            ("launcher", "slurm"): ("hydra_submitit_launcher", "hydra-submitit-launcher"),
            ("sweeper", "optuna"): ("hydra_optuna_sweeper", "hydra-optuna-sweeper")}

@@ -13,6 +13,8 @@ from omegaconf import DictConfig
 from torch.utils.tensorboard import SummaryWriter
 
 from vae_cli.apps.common import check_out_dir, checkpoint_path, load, output_dir
+from vae_cli.apps.eval_report import (collapse_rows, number, quality_rows, setting_name, setting_text,
+                                     write_kl_chart)
 from vae_cli.apps.evaluate_sweep import run_eval_sweep, settings, sweep_runs
 from vae_cli.apps.prior import code_prior_path, load_code_prior
 from vae_cli.data import prepare_fixed
@@ -29,7 +31,7 @@ KINDS = frozenset(LatentKind)  # every family: density families get ELBO / IW-NL
 
 
 def check_eval_config(cfg: DictConfig) -> None:
-    for key in ("k", "k_chunk", "batch_size"):
+    for key in ("k", "k_chunk", "batch_size", "quality_samples"):
         if not isinstance(cfg[key], int) or cfg[key] < 1:
             raise ConfigError(f"{key}={cfg[key]!r} must be a positive integer")
     if cfg.split not in SPLITS:
@@ -54,8 +56,12 @@ def run_eval_one(cfg: DictConfig) -> dict:
     split = {"test": data.test, "val": data.val}[cfg.split]
     x = prepare_fixed(model.likelihood.prepare, split.images[: cfg.num_examples].to(device), cfg.seed)
     y = split.labels[: cfg.num_examples].to(device)
-    log.info(f"{ckpt} (step {state['step']}): {cfg.split} split of {data.name}, {len(x)} examples, k={cfg.k}")
-    head = {"checkpoint": str(ckpt), "step": int(state["step"]), "version": state.get("version"),
+    setting = setting_name(cfg)
+    log.info(f"{ckpt} (step {state['step']}): {cfg.split} split of {data.name}, {len(x)} of {len(split.images)} "
+             f"examples, k={cfg.k}: " + ("preset=paper" if setting == "paper" else
+                                         f"{setting} setting (preset=paper: the paper-grade number)"))
+    head = {"setting": setting, "split_size": len(split.images), "checkpoint": str(ckpt), "step": int(state["step"]),
+            "version": state.get("version"),
             "family": type(model).__name__, "latent_kind": model.latent_kind.value, "dataset": data.name,
             "split": cfg.split, "num_examples": len(x), "seed": cfg.seed, "data_noise": noise_name(model.likelihood),
             "likelihood": type(model.likelihood).__name__, "device": str(device), "settings": settings(cfg)}
@@ -175,13 +181,16 @@ def write_eval(cfg: DictConfig, ckpt: Path, report: Report) -> None:
     if cfg.score:
         write_columns(out / f"scores-{split}.csv", report.columns)
     (out / "report.txt").write_text(report.table + "\n")
+    chart = write_kl_chart(out / "kl_per_dim.png", record.get("collapse"))  # families with a per-dim KL
     with SummaryWriter(str(tb)) as writer:
         for name, value in report.scalars.items():
             writer.add_scalar(f"{split}/{name}", value, step)
         for name, text in {**report.texts, "metrics": "```\n" + report.table + "\n```"}.items():
             writer.add_text(f"{split}/{name}", text, step)
+        if chart is not None:
+            writer.add_figure(f"{split}/kl_per_dim", chart, step)
     print(report.table)
-    log.info(f"wrote {out / 'metrics.json'}, {out / 'report.txt'}" +
+    log.info(f"wrote {out / 'metrics.json'}, {out / 'report.txt'}" + (f", {out / 'kl_per_dim.png'}" if chart else "") +
              (f" and {out / f'scores-{split}.csv'}" if cfg.score else ""))
 
 
@@ -198,36 +207,26 @@ def scalar_items(record: dict) -> dict[str, float]:
 
 def collapse_text(c: dict) -> str:
     kl = c["kl_per_dim_sorted"]
-    lines = [c["verdict"], "", f"active units: {c['active_units'] if c['active_units'] is not None else 'n/a'}"]
+    lines = [c["verdict"], "", f"active units (Var_x E[z_j|x] > {c['active_units_threshold']:g}): "
+                               f"{c['active_units'] if c['active_units'] is not None else 'n/a'}"]
     lines.append("KL per dim (nats, sorted): " + ("not applicable (no closed-form per-dim KL)" if kl is None else
                                                    ", ".join(f"z{j}={v:.3f}" for j, v in kl)))
     return "\n\n".join(lines)
 
 
-def number(x: float) -> str:
-    return f"{x:.3f}" if math.isfinite(x) else "n/a"
-
-
 def eval_table(r: dict) -> str:
-    c, q = r["collapse"], r["sample_quality"]
-    rows = [(f"{r['split']} examples", f"{r['num_examples']}  ({r['dataset']}, step {r['step']}, seed {r['seed']}: "
-                                        f"{r['data_noise']})"),
-            ("ELBO", f"{r['elbo']:.3f} nats  ({r['bits_per_dim']:.4f} bits/dim)"),
-            ("  distortion / rate", f"{r['distortion']:.3f} / {r['rate']:.3f} nats"),
+    rows = [(f"{r['split']} examples", f"{r['num_examples']} of {r['split_size']}  ({r['dataset']}, step "
+                                        f"{r['step']}, seed {r['seed']}: {r['data_noise']})", ""),
+            ("ELBO", f"{r['elbo']:.3f} nats  ({r['bits_per_dim']:.4f} bits/dim)", "higher is better"),
+            ("  distortion / rate", f"{r['distortion']:.3f} / {r['rate']:.3f} nats",
+             "distortion lower; rate = the KL paid"),
             (f"IW-NLL (k={r['k']})", f"{r['iw_nll']:.3f} ± {number(r['iw_nll_stderr'])} nats  "
-                                     f"({r['iw_nll_bits_per_dim']:.4f} bits/dim)"),
-            ("  -ELBO - IW-NLL", f"{r['iw_gap']:.3f} nats"),
-            ("active units", "n/a" if c["active_units"] is None else str(c["active_units"])),
-            ("I(x;z)", "n/a" if c["mutual_information"] is None else f"{c['mutual_information']:.3f} nats  (the "
-                       f"estimate is at most log N = {c['mutual_information_max']:.3f})"),
-            ("collapse", c["verdict"])]
-    for layer in c.get("per_layer") or []:  # hierarchies: z_1 (next to x) ... z_L
-        kl = "n/a" if layer["kl"] is None else f"{layer['kl']:.3f} nats"
-        au = "n/a" if layer["active_units"] is None else f"{layer['active_units']}/{layer['dims']} active"
-        rows.append((f"  layer z_{layer['layer']}", f"{layer['dims']} dims, KL {kl}, {au}"))
-    if q is not None:
-        rows.append(("classifier FD", f"{q['classifier_fd']:.3f}  (NOT Inception FID; label entropy "
-                                      f"{q['label_entropy']:.3f}, marginal {q['marginal_label_entropy']:.3f} nats)"))
-    width = max(len(k) for k, _ in rows)
-    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
-
+                                     f"({r['iw_nll_bits_per_dim']:.4f} bits/dim)", "lower is better"),
+            ("  -ELBO - IW-NLL", f"{r['iw_gap']:.3f} nats", "lower: a tighter ELBO"),
+            *collapse_rows(r["collapse"]),
+            *(quality_rows(r["sample_quality"]) if r["sample_quality"] is not None else []),
+            ("setting", setting_text(r), "")]
+    width = max(len(name) for name, _, _ in rows)
+    value_width = max(len(value) for _, value, better in rows if better)
+    return "\n".join(f"{name:<{width}}  {value:<{value_width}}  {better}".rstrip() if better else
+                     f"{name:<{width}}  {value}" for name, value, better in rows)

@@ -1,11 +1,9 @@
 """vae-sample modes that move points in the latent space: traverse, arithmetic and latent_map."""
-import io
-
 import torch
 import torch.nn.functional as F
-from torchvision.transforms.functional import pil_to_tensor
 
-from vae_cli.apps.sample_modes import Context, Mode, counts, decode_mean, finite, grid
+from vae_cli.apps.figures import figure_tensor, grid, pyplot
+from vae_cli.apps.sample_modes import Context, Mode, counts, decode_mean, finite
 from vae_cli.errors import UserError
 from vae_cli.models.base import LatentKind
 
@@ -21,12 +19,15 @@ def class_indices(ctx: Context, label: int, who: str) -> torch.Tensor:
     return idx
 
 
-def top_layer_order(model, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Dims of the edit space (the top layer; categorical: the latents) by decreasing mean KL over x, or
-    without a per-dim KL, by Var_x of the edit-space point."""
+def top_layer_order(model, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, str]:
+    """Dims of the edit space (the top layer; categorical: the latents) by decreasing mean KL over x (nats), or
+    without a per-dim KL, by Var_x of the edit-space point: (order, score per dim, the score's name)."""
     kl = model.latent_terms(x, y, 1).kl_per_dim  # (B, sum_l D_l) or None
-    score = model.split_layers(kl)[-1].mean(0) if kl is not None else model.encode_point(x, y).var(0)
-    return torch.argsort(score, descending=True)
+    if kl is not None:
+        score, name = model.split_layers(kl)[-1].mean(0), "KL"
+    else:
+        score, name = model.encode_point(x, y).flatten(1).var(0), "var"
+    return torch.argsort(score, descending=True), score, name
 
 
 class Traverse(Mode):
@@ -51,12 +52,17 @@ class Traverse(Mode):
     def __call__(self, ctx: Context) -> dict[str, torch.Tensor]:
         if not 0 <= self.image < len(ctx.x):
             raise UserError(f"mode.image={self.image} must be in [0, {len(ctx.x)}) (a test image index)")
-        order = top_layer_order(ctx.model, ctx.x[:1000], ctx.y[:1000])[: self.dims]  # (R,)
+        order, score, score_name = top_layer_order(ctx.model, ctx.x[:1000], ctx.y[:1000])
+        order = order[: self.dims]  # (R,)
+        rows = [f"z{int(j)}  {score_name} {float(score[j]):.2f}" for j in order]
         x, y = ctx.x[self.image : self.image + 1], ctx.y[self.image : self.image + 1]
         point = ctx.model.encode_point(x, y)[0]  # (D,) or categorical logits (N, C)
         values = torch.linspace(self.low, self.high, self.steps, device=point.device)
         p_x, columns = ctx.model.traverse(point, order, values, y)  # row r varies dim order[r]
-        return {"traverse": grid(ctx.model.likelihood.mean(p_x).float().clamp(0, 1), columns)}
+        labels = ([f"class {k}" for k in range(columns)] if ctx.model.latent_kind == LatentKind.CATEGORICAL
+                  else [f"{float(v):+.2g}" for v in values])  # categorical rows set each class in turn
+        return {"traverse": grid(ctx.model.likelihood.mean(p_x).float().clamp(0, 1), columns, col_labels=labels,
+                                 row_labels=rows)}
 
 
 class Arithmetic(Mode):
@@ -101,27 +107,10 @@ class Arithmetic(Mode):
 
         return [f"a={self.a}", f"b={self.b}", f"c={self.target}", *(name(s) for s in self.scales)]
 
-    @staticmethod
-    def labelled(picture: torch.Tensor, labels: list[str], cell: int) -> torch.Tensor:
-        """The grid (C, H, W) scaled up to >= 72 px per column, with one label per column drawn above it."""
-        from PIL import Image, ImageDraw
-
-        k = max(1, -(-72 // cell))
-        big = torch.nn.functional.interpolate(picture[None], scale_factor=k, mode="nearest")[0]
-        rgb = (big.expand(3, -1, -1) * 255).round().byte().permute(1, 2, 0).numpy()
-        canvas = Image.new("RGB", (rgb.shape[1], rgb.shape[0] + 16), "white")
-        canvas.paste(Image.fromarray(rgb), (0, 16))
-        draw = ImageDraw.Draw(canvas)
-        for j, text in enumerate(labels):
-            width = draw.textlength(text)
-            draw.text((j * cell * k + (cell * k - width) / 2, 2), text, fill="black")
-        return pil_to_tensor(canvas).float() / 255.0
-
     def __call__(self, ctx: Context) -> dict[str, torch.Tensor]:
         rows = self.columns(ctx)
-        picture = grid(rows.flatten(0, 1), rows.shape[1])
-        cell = rows.shape[-1] + 2  # make_grid's padding
-        return {f"arithmetic_{self.a}-{self.b}+{self.target}": self.labelled(picture, self.labels(), cell)}
+        picture = grid(rows.flatten(0, 1), rows.shape[1], col_labels=self.labels())
+        return {f"arithmetic_{self.a}-{self.b}+{self.target}": picture}
 
 
 class LatentMap(Mode):
@@ -146,9 +135,10 @@ class LatentMap(Mode):
         return out
 
     def manifold(self, ctx: Context, z: torch.Tensor) -> torch.Tensor:
-        """The decoded grid of edit-space points (G*G, 2), one row of the picture per grid row."""
+        """The decoded grid of edit-space points (G*G, 2), one row of the picture per grid row, drawn on z_1 and
+        z_2 axes ticked with the points' values."""
         y = torch.zeros(len(z), dtype=torch.long, device=z.device)
-        return grid(decode_mean(ctx.model, z, y), self.grid_size)
+        return figure_tensor(manifold_figure(decode_mean(ctx.model, z, y), z.cpu(), self.grid_size))
 
 
 def project_2d(z: torch.Tensor) -> torch.Tensor:
@@ -164,21 +154,26 @@ def project_2d(z: torch.Tensor) -> torch.Tensor:
 
 def scatter_image(points: torch.Tensor, labels: torch.Tensor, latent_dim: int) -> torch.Tensor:
     """A matplotlib scatter rendered to an image tensor (3, H, W) in [0, 1]."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        from PIL import Image
-    except ImportError:
-        raise UserError("mode=latent_map draws its scatter with matplotlib: pip install 'vae-cli[plot]'") from None
+    plt = pyplot("mode=latent_map")
     fig, ax = plt.subplots(figsize=(6, 5), dpi=100)
     sc = ax.scatter(points[:, 0], points[:, 1], c=labels.cpu(), cmap="tab10", s=3, alpha=0.7)
     fig.colorbar(sc, ax=ax, label="label")
     axis = ("z_1", "z_2") if latent_dim == 2 else ("PC 1", "PC 2")
     ax.set(xlabel=axis[0], ylabel=axis[1], title=f"test posterior means (latent_dim={latent_dim})")
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", bbox_inches="tight")
-    plt.close(fig)
-    buf.seek(0)
-    return pil_to_tensor(Image.open(buf).convert("RGB")).float() / 255.0
+    return figure_tensor(fig)
+
+
+def manifold_figure(images: torch.Tensor, z: torch.Tensor, size: int):
+    """images (G*G, C, h, w) decoded at the points z (G*G, 2), both row-major from the top-left -> a figure with
+    the z_1 axis under the grid and the z_2 axis beside it, ticked at every few cells with their z values."""
+    plt = pyplot("mode=latent_map")
+    h, w = images.shape[-2:]
+    picture = torch.cat([torch.cat(list(row), dim=-1) for row in images.view(size, size, *images.shape[1:])], dim=-2)
+    fig, ax = plt.subplots(figsize=(max(6.0, size * w / 55), max(6.0, size * h / 55)), dpi=100)
+    pixels = picture[0] if picture.shape[0] == 1 else picture.permute(1, 2, 0)  # (H, W) or (H, W, 3)
+    ax.imshow(pixels.float().cpu().numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    ticks = range(0, size, max(1, size // 6))
+    ax.set_xticks([(i + 0.5) * w for i in ticks], [f"{float(z[i, 0]):+.2f}" for i in ticks])  # the top row's z_1
+    ax.set_yticks([(i + 0.5) * h for i in ticks], [f"{float(z[i * size, 1]):+.2f}" for i in ticks])  # column 0's z_2
+    ax.set(xlabel="z_1", ylabel="z_2", title=f"decoded z over the prior's 5%..95% quantiles ({size} x {size})")
+    return fig

@@ -1,13 +1,14 @@
 """vae-sample modes: one small class per picture (configs/mode/*.yaml). Each maps a `Context` to named
-image grids (C, H', W') in [0, 1], made with torchvision.utils.make_grid. Each declares the latent kinds it
+image grids (C, H', W') in [0, 1], made with torchvision.utils.make_grid and drawn large and labelled
+(apps/figures.py). Each declares the latent kinds it
 supports (`kinds`, models/base.py); another kind is refused in one line before any data loads."""
 import math
 from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
-from torchvision.utils import make_grid
 
+from vae_cli.apps.figures import grid
 from vae_cli.apps.prior import load_code_prior
 from vae_cli.errors import UserError
 from vae_cli.models.base import LatentKind, require_kind
@@ -58,10 +59,6 @@ def decode_mean(model, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.
     return model.likelihood.mean(model.decode_point(z, y)).float().clamp(0, 1)
 
 
-def grid(images: torch.Tensor, nrow: int) -> torch.Tensor:
-    return make_grid(images.float().cpu(), nrow=nrow, padding=2, pad_value=1.0)
-
-
 class PriorSamples(Mode):
     """z ~ p(z) with the noise scaled by `temperature`, decoded to the likelihood mean (and sampled pixels).
 
@@ -90,7 +87,8 @@ class PriorSamples(Mode):
         if self.sample_pixels:
             out["prior_pixels"] = grid(p_x.sample().clamp(0, 1), self.nrow)
         if model.conditional and self.label is None:  # one row per class, the same z down each column
-            out["prior_per_class"] = grid(class_grid(model, z[: self.nrow]).clamp(0, 1), self.nrow)
+            out["prior_per_class"] = grid(class_grid(model, z[: self.nrow]).clamp(0, 1), self.nrow,
+                                          row_labels=[f"class {k}" for k in range(model.condition.num_classes)])
         return out
 
     def labels(self, ctx: Context, n: int, device) -> torch.Tensor:
@@ -116,7 +114,8 @@ class Reconstruct(Mode):
         x, y = ctx.x[: self.num], ctx.y[: self.num]
         recon = ctx.model.likelihood.mean(ctx.model(x, y)).float().clamp(0, 1)
         pairs = torch.stack([x.float(), recon], dim=1).flatten(0, 1)  # (2N, C, H, W)
-        return {"reconstruct": grid(pairs, 2 * self.pairs_per_row)}
+        columns = ["input", "recon."] * min(self.pairs_per_row, len(x))
+        return {"reconstruct": grid(pairs, 2 * self.pairs_per_row, col_labels=columns)}
 
 
 def slerp(z0: torch.Tensor, z1: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -164,4 +163,5 @@ class Interpolate(Mode):
         images = decode_mean(ctx.model, z_path.reshape(b * t, *point_shape), y[0::2].repeat_interleave(t))
         images = images.view(b, t, *images.shape[1:])
         rows = torch.cat([x[0::2, None].float(), images, x[1::2, None].float()], dim=1)  # (B, T + 2, C, H, W)
-        return grid(rows.flatten(0, 1), t + 2)
+        return grid(rows.flatten(0, 1), t + 2, col_labels=["x_a", *(f"t={v:.2f}" for v in torch.linspace(0, 1, t)),
+                                                             "x_b"])

@@ -3,6 +3,8 @@ import math
 
 import torch
 
+AU_THRESHOLD = 0.01  # an active unit: Var_x E_q[z_j | x] above this (Burda et al. 2016)
+
 
 def posterior_mean(model, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor | None:
     """The family's `posterior_mean` (every layer, (B, sum_l D_l); categorical: each (latent, class) pair),
@@ -10,7 +12,7 @@ def posterior_mean(model, x: torch.Tensor, y: torch.Tensor | None = None) -> tor
     return model.posterior_mean(x, y) if model.has_posterior_mean else None
 
 
-def active_units(means: torch.Tensor, threshold: float = 0.01) -> int:
+def active_units(means: torch.Tensor, threshold: float = AU_THRESHOLD) -> int:
     """means (N, D): posterior means over a split -> number of dims whose variance across x exceeds threshold."""
     return int((means.float().var(dim=0) > threshold).sum())
 
@@ -51,18 +53,20 @@ def _log_aggregate(qs: list, z: torch.Tensor) -> torch.Tensor:
 def collapse_report(model, x: torch.Tensor, y: torch.Tensor, kl_per_dim: torch.Tensor | None,
                     batch_size: int, kl_threshold: float = 0.01) -> dict:
     """KL per dim sorted (nats), active units (Var_x E_q[z_j] > 0.01; None for one example, where a variance over
-    x is undefined), I_q(x;z), and a one-line verdict."""
+    x is undefined), I_q(x;z), and a one-line verdict. Two criteria, two names: `active_units` counts dims whose
+    posterior mean varies across x; `collapsed_dims` lists dims whose mean KL is under `kl_threshold` nats."""
     means = [posterior_mean(model, xb, yb) for xb, yb in zip(x.split(batch_size), y.split(batch_size))]
     au_var = None if means[0] is None or len(x) < 2 else torch.cat(means).float().var(dim=0).cpu()  # (D,)
     report = {"kl_per_dim": None if kl_per_dim is None else kl_per_dim.tolist(),
               "kl_per_dim_sorted": None, "active_units": None if au_var is None else active_units(torch.cat(means)),
+              "active_units_threshold": AU_THRESHOLD, "num_dims": num_dims(kl_per_dim, au_var),
               "mutual_information": mutual_information(model, x, y, batch_size), "kl_threshold": kl_threshold,
               "mutual_information_max": math.log(len(x))}  # the estimator cannot exceed log N
     if kl_per_dim is not None:
         order = torch.argsort(kl_per_dim, descending=True)
         report["kl_per_dim_sorted"] = [[int(j), float(kl_per_dim[j])] for j in order]
     report["collapsed_dims"] = collapsed_dims(kl_per_dim, au_var, kl_threshold)
-    report["verdict"] = verdict(report["collapsed_dims"], kl_per_dim, au_var, report["mutual_information"])
+    report["verdict"] = verdict(report["collapsed_dims"], kl_per_dim, au_var, kl_threshold)
     report["per_layer"] = per_layer(model, kl_per_dim, au_var, kl_threshold)
     return report
 
@@ -78,9 +82,13 @@ def per_layer(model, kl_per_dim: torch.Tensor | None, au_var: torch.Tensor | Non
     aus = model.split_layers(au_var) if au_var is not None else [None] * len(dims)
     return [{"layer": l + 1, "dims": d, "kl": None if kl is None else float(kl.sum()),
              "kl_per_dim": None if kl is None else kl.tolist(),
-             "active_units": None if au is None else int((au > 0.01).sum()),
+             "active_units": None if au is None else int((au > AU_THRESHOLD).sum()),
              "collapsed_dims": collapsed_dims(kl, au, kl_threshold)}
             for l, (d, kl, au) in enumerate(zip(dims, kls, aus))]
+
+
+def num_dims(kl: torch.Tensor | None, au_var: torch.Tensor | None) -> int | None:
+    return len(kl) if kl is not None else len(au_var) if au_var is not None else None
 
 
 def collapsed_dims(kl: torch.Tensor | None, au_var: torch.Tensor | None, kl_threshold: float) -> list[int] | None:
@@ -88,19 +96,32 @@ def collapsed_dims(kl: torch.Tensor | None, au_var: torch.Tensor | None, kl_thre
     if kl is not None:
         return [int(j) for j in torch.nonzero(kl < kl_threshold).flatten()]
     if au_var is not None:
-        return [int(j) for j in torch.nonzero(au_var <= 0.01).flatten()]
+        return [int(j) for j in torch.nonzero(au_var <= AU_THRESHOLD).flatten()]
     return None
 
 
-def verdict(collapsed: list[int] | None, kl, au_var, mi: float | None) -> str:
+def verdict(collapsed: list[int] | None, kl, au_var, kl_threshold: float) -> str:
+    """One line from the KL criterion (the active-unit count where no per-dim KL exists); where the two
+    criteria disagree on a dim, it says so, with both thresholds."""
     if collapsed is None:
         return "collapse: not applicable (the posterior has neither a per-dim KL nor a mean)"
-    d = len(kl) if kl is not None else len(au_var)
-    by = "KL < threshold" if kl is not None else "Var_x E_q[z_j] <= 0.01"
-    mi_text = "n/a" if mi is None else f"{mi:.2f}"
+    d = num_dims(kl, au_var)
+    by = f"KL < {kl_threshold:g} nats" if kl is not None else f"Var_x E[z_j|x] <= {AU_THRESHOLD:g}"
     if len(collapsed) == d:
-        return f"posterior collapse: all {d} latent dims collapsed ({by}); I(x;z) = {mi_text} nats"
-    if not collapsed:
-        return f"no collapsed dims: all {d} latent dims are used; I(x;z) = {mi_text} nats"
-    return (f"partial collapse: {len(collapsed)}/{d} dims collapsed ({by}): {collapsed}; "
-            f"{d - len(collapsed)} used; I(x;z) = {mi_text} nats")
+        text = f"posterior collapse: all {d} latent dims have {by}"
+    elif not collapsed:
+        text = f"no collapsed dims: none of the {d} latent dims has {by}"
+    else:
+        text = f"partial collapse: {len(collapsed)} of {d} dims have {by}: {collapsed}"
+    return text + disagreement(collapsed, kl, au_var)
+
+
+def disagreement(collapsed: list[int], kl, au_var) -> str:
+    """'; 2 of them ([3, 7]) still count as active units ...' where a dim is collapsed by KL yet active."""
+    if kl is None or au_var is None:
+        return ""
+    both = [j for j in collapsed if au_var[j] > AU_THRESHOLD]
+    if not both:
+        return ""
+    verb = "counts" if len(both) == 1 else "count"
+    return f"; {len(both)} of them still {verb} as active units (their means vary across x): {both}"

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from vae_cli.data import ImageData, data_root
 from vae_cli.errors import UserError
+from vae_cli.evaluation.manifold import manifold_scores
 
 log = logging.getLogger("vae_cli")
 FEATURES = 128
@@ -172,7 +173,8 @@ def label_entropies(probs: torch.Tensor) -> dict[str, float]:
 
 @torch.no_grad()
 def sample_quality(model, data: ImageData, device: torch.device, root: str | None, num_samples: int) -> dict:
-    """Fréchet distance (classifier features) between test images and prior samples (likelihood means)."""
+    """Fréchet distance, precision / recall and density / coverage (evaluation/manifold.py), all in the
+    classifier's features, between test images and prior samples (likelihood means)."""
     net = load_or_train(data, device, root)
     real = data.test.images[:num_samples].to(device).float() / 255.0
     labels = data.test.labels[:num_samples].to(device)  # offered to conditional decoders; others ignore them
@@ -181,5 +183,6 @@ def sample_quality(model, data: ImageData, device: torch.device, root: str | Non
     real_f, _ = features_and_probs(net, real)
     fake_f, probs = features_and_probs(net, fake)
     return {"classifier_fd": frechet_distance(real_f, fake_f), "num_samples": len(real),
+            **manifold_scores(real_f.float(), fake_f.float()),
             "classifier_test_accuracy": accuracy(net, real, data.test.labels[:num_samples]),
             **label_entropies(probs)}
