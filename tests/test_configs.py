@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from conftest import REPO, has_dataset, make_cfg
+from imagefiles import celeba_layout, flat_folder
 from vae_cli.build import build_data, build_model, make, set_run_length
 from vae_cli.apps.train import run_training
 from vae_cli.errors import ConfigError, DataError
@@ -13,7 +14,8 @@ GROUPS = sorted(p.name for p in CONFIGS.iterdir() if p.is_dir() and not p.name.s
 PLUGIN_GROUPS = {"launcher", "sweeper"}  # Hydra plugin presets (optional extra): tests/test_sweeps.py
 OPTIONS = [(g, f.stem) for g in GROUPS if g not in PLUGIN_GROUPS for f in sorted((CONFIGS / g).glob("*.yaml"))]
 # options that only make sense together with others
-COMPANIONS = {("dataset", "cifar10"): ["likelihood=gaussian"],
+COMPANIONS = {("dataset", "cifar10"): ["likelihood=gaussian"], ("dataset", "folder"): ["likelihood=gaussian"],
+              ("dataset", "celeba"): ["likelihood=gaussian", "trainer.batch_size=4"],
               ("schedule", "cyclical"): ["schedule.n_cycles=1"],  # 2 steps: more cycles would leave beta = 0
               **{(g, o): ["model=gumbel"] for g, o in [("posterior", "categorical"), ("prior", "uniform_categorical"),
                                                        ("objective", "gumbel")]},
@@ -36,10 +38,20 @@ def test_option_builds_and_trains_two_steps(group, option, tmp_path, data_dir):
             build_data(make_cfg(f"dataset={option}", f"dataset.download=false"))
         pytest.skip(f"{NEEDS_FILES[option]} is not in ../shared/data (its missing-data error was checked)")
     overrides = ["trainer=debug", f"{group}={option}", *COMPANIONS.get((group, option), []),
-                 "max_steps=2", "trainer.eval_every=2", "trainer.log_every=1"]
+                 "max_steps=2", "trainer.eval_every=2", "trainer.log_every=1", *written_data(group, option, tmp_path)]
     val = run_training(make_cfg(*overrides), tmp_path)
     assert torch.isfinite(torch.tensor(val["loss"]))  # the VQ-VAE has no elbo
     assert (tmp_path / "checkpoints" / "last.pt").is_file()
+
+
+def written_data(group: str, option: str, root) -> list[str]:
+    """dataset=folder and dataset=celeba read files a user placed: written here with Pillow."""
+    cache = f"dataset.cache_dir={root / 'cache'}"
+    if (group, option) == ("dataset", "folder"):
+        return [f"dataset.path={flat_folder(root / 'imgs', n=40, size=(28, 28))}", "dataset.image_size=28", cache]
+    if (group, option) == ("dataset", "celeba"):
+        return [f"data_dir={celeba_layout(root / 'data')}", "dataset.image_size=28", cache]
+    return []
 
 
 def test_presets_set_what_they_say():

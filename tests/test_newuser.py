@@ -277,7 +277,7 @@ def test_failed_starts_leave_no_run_dir(tmp_path):
 def test_read_only_data_dir_unpacks_into_the_cache(tmp_path, monkeypatch, data_dir):
     import torchvision
 
-    from vae_cli import data
+    from vae_cli.data import torchvision_sets as data
     from vae_cli.errors import DataError
 
     ro = tmp_path / "ro"

@@ -85,8 +85,9 @@ def user_error(fn) -> str:
 
 @pytest.mark.parametrize("overrides, expected", [
     (["trainer.batch_size=600"], "trainer.batch_size=600 is larger than the 512 training examples"),
-    (["dataset.binarizable=false", "dataset.image_shape=[3,32,32]"], "use likelihood=gaussian"),
-    (["model=conv", "dataset.image_shape=[1,10,10]"], "needs image height and width divisible by 4"),
+    (["dataset.binarizable=false", "dataset.image_shape=[3,32,32]"],
+     "use likelihood=discretized_logistic or likelihood=gaussian"),
+    (["model=conv", "dataset.image_shape=[1,30,30]"], "model=conv cannot fit 30x30 images"),
     (["objective.weight.beta=-2"], "objective.weight.beta=-2 must be a finite number >= 0"),
     (["+trainer.momentum=0.9"], "trainer.momentum: Trainer takes no key 'momentum' (it takes batch_size,"),
 ])

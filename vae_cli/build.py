@@ -97,7 +97,7 @@ def build_model(cfg: DictConfig, image_shape: tuple[int, int, int]) -> torch.nn.
     posterior = make(cfg.posterior, in_features=encoder.out_features + extra)
     latent_dim = cfg.model.decoder.get("latent_dim") or posterior.out_features
     decoder = make(cfg.model.decoder, image_shape=image_shape, latent_dim=latent_dim + extra,
-                   out_channels=likelihood.num_params * image_shape[0])
+                   out_channels=likelihood.out_channels)
     fills = {"image_shape": lambda: image_shape, "grid_shape": lambda: tuple(encoder.grid_shape)}
     prior = make(cfg.prior, **{name: fills[name]() for name in target(cfg.prior).fill})  # as the prior declares
     parts = {"condition": condition} if condition is not None else {}
@@ -191,8 +191,7 @@ def load_model_from_checkpoint(path: str | Path, device: torch.device, data_dir:
     cfg = OmegaConf.create(state["config"])
     if check is not None:
         check(target(cfg.model))
-    if data_dir is not None and "root" in cfg.dataset:
-        cfg.data_dir = cfg.dataset.root = data_dir
+    point_data(cfg, data_dir)
     data = build_data(cfg)
     try:
         model = build_model(cfg, data.image_shape)
@@ -201,6 +200,20 @@ def load_model_from_checkpoint(path: str | Path, device: torch.device, data_dir:
         raise UserError(f"checkpoint {path} does not fit the model its config builds with this vae-cli "
                         f"({str(e).splitlines()[0]})") from None
     return model.to(device).eval(), data, cfg, state
+
+
+def point_data(cfg: DictConfig, data_dir: str | None) -> None:
+    """vae-eval/vae-sample's data_dir= replaces where the run's data lives (data_dir, or a folder run's
+    dataset.path); a folder that has moved since training is one line saying so."""
+    key = "path" if "path" in cfg.dataset else "root"
+    if data_dir is not None and key in cfg.dataset:
+        cfg.dataset[key] = data_dir
+        if key == "root":
+            cfg.data_dir = data_dir
+    path = cfg.dataset.get("path")
+    if key == "path" and path and not Path(str(path)).expanduser().is_dir():
+        raise UserError(f"the run trained on dataset.path={path}, which is no longer there: if it moved, pass "
+                        f"its new place as data_dir=NEW_DIR")
 
 
 def build_sample_mode(cfg: DictConfig):
@@ -226,7 +239,8 @@ def build_trainer(cfg: DictConfig):
 def check_compatible(model, data: ImageData, choices: dict) -> None:
     if model.likelihood.binary and not data.binarizable:
         raise ConfigError(f"likelihood={choices.get('likelihood', 'bernoulli')} needs binarizable greyscale "
-                          f"images, but dataset={data.name} holds 8-bit colour images: use likelihood=gaussian")
+                          f"images, but dataset={data.name} holds 8-bit colour images: use likelihood=discretized_logistic "
+                          f"or likelihood=gaussian")
     check_parts(type(model), type(model.posterior), type(model.prior), choices, model.conditional)
 
 

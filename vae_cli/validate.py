@@ -49,7 +49,7 @@ RULES = {
     "trainer.eval_batch_size": POSITIVE_INT, "trainer.num_images": POSITIVE_INT,
     "trainer.keep_last": NONNEG_INT, "trainer.max_skips": POSITIVE_INT,
     "trainer.nonfinite": (lambda x: x in ("raise", "skip"), "raise or skip"),
-    "dataset.val_size": POSITIVE_INT, "dataset.split_seed": INT, "dataset.download": BOOL,
+    "dataset.split_seed": INT, "dataset.download": BOOL,
     "dataset.num_train": POSITIVE_INT, "dataset.num_val": POSITIVE_INT, "dataset.num_test": POSITIVE_INT,
     "dataset.num_classes": POSITIVE_INT, "dataset.binarizable": BOOL,
     "dataset.image_shape": (lambda x: isinstance(x, list) and len(x) == 3 and all(POSITIVE_INT[0](v) for v in x),

@@ -7,6 +7,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from vae_cli.build import (build_data, build_data_free, build_model, check_compatible, check_config, check_kinds,
                            check_objective, resolve_device, set_num_classes, set_run_length)
+from vae_cli.data.cache import check_device_fits
 from vae_cli.pictures import summary
 from vae_cli.training import distributed
 from vae_cli.training.checkpoint import seed_everything
@@ -45,6 +46,7 @@ def run_training(cfg: DictConfig, run_dir: str | Path, choices: dict | None = No
     check_writable(Path(run_dir) / "checkpoints")
     seed_everything(cfg.seed)
     data = build_data(cfg)
+    check_device_fits(data.nbytes, device)
     validate_data(cfg, len(data.train))
     set_run_length(cfg, len(data.train))
     set_num_classes(cfg, data.num_classes)

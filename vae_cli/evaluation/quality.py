@@ -18,6 +18,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from vae_cli.data import ImageData, data_root
+from vae_cli.data.cache import default_dir as image_cache_dir
 from vae_cli.errors import UserError
 from vae_cli.evaluation.manifold import manifold_scores
 
@@ -46,7 +47,11 @@ class SmallClassifier(nn.Module):
 
 
 def cache_path(data: ImageData, root: str | None) -> Path:
+    """Beside the torchvision data; for the user's own images (whose data_dir may be their folder) in the user
+    cache, named by the images' fingerprint."""
     c, h, w = data.image_shape
+    if data.fingerprint:
+        return image_cache_dir().parent / "classifiers" / f"{data.fingerprint}-{len(data.train)}.pt"
     return data_root(root) / "vae-cli-classifiers" / f"{data.name}-{c}x{h}x{w}-{len(data.train)}.pt"
 
 

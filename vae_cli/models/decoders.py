@@ -4,7 +4,7 @@ from math import prod
 import torch
 import torch.nn as nn
 
-from vae_cli.models.layers import act_layer, check_halvable, mlp
+from vae_cli.models.layers import act_layer, auto_channels, check_halvable, conv_stages, mlp
 
 
 class MLPDecoder(nn.Module):
@@ -20,11 +20,15 @@ class MLPDecoder(nn.Module):
 
 
 class ConvDecoder(nn.Module):
-    """One dense layer, then stride-2 4x4 transposed convs (each doubles H and W)."""
+    """One dense layer, then stride-2 4x4 transposed convs (each doubles H and W). channels=None: the
+    encoder's automatic stages in reverse (see ConvEncoder)."""
 
     def __init__(self, latent_dim: int, image_shape: tuple[int, int, int], out_channels: int,
-                 channels: list[int] = (64, 32), hidden: int = 256, activation: str = "ReLU"):
+                 channels: list[int] | None = None, hidden: int = 256, activation: str = "ReLU",
+                 base_channels: int = 32, max_channels: int = 256):
         super().__init__()
+        if channels is None:
+            channels = auto_channels(conv_stages(image_shape, "model=conv"), base_channels, max_channels)[::-1]
         h, w = check_halvable(image_shape, len(channels), "model=conv")
         self.start_shape = (channels[0], h, w)
         sizes = [*channels, out_channels]

@@ -4,7 +4,7 @@ from math import prod
 import torch
 import torch.nn as nn
 
-from vae_cli.models.layers import act_layer, check_halvable, mlp
+from vae_cli.models.layers import act_layer, auto_channels, check_halvable, conv_stages, mlp
 
 
 class MLPEncoder(nn.Module):
@@ -18,11 +18,14 @@ class MLPEncoder(nn.Module):
 
 
 class ConvEncoder(nn.Module):
-    """Stride-2 4x4 convs (each halves H and W), then one dense layer."""
+    """Stride-2 4x4 convs (each halves H and W), then one dense layer. channels=None: one stage per halving
+    down to a 4..8 px map (28 px: 2, 32: 3, 64: 4, 128: 5), base_channels doubling up to max_channels."""
 
-    def __init__(self, image_shape: tuple[int, int, int], channels: list[int] = (32, 64), hidden: int = 256,
-                 activation: str = "ReLU"):
+    def __init__(self, image_shape: tuple[int, int, int], channels: list[int] | None = None, hidden: int = 256,
+                 activation: str = "ReLU", base_channels: int = 32, max_channels: int = 256):
         super().__init__()
+        if channels is None:
+            channels = auto_channels(conv_stages(image_shape, "model=conv"), base_channels, max_channels)
         h, w = check_halvable(image_shape, len(channels), "model=conv")
         sizes = [image_shape[0], *channels]
         convs = [layer for c_in, c_out in zip(sizes[:-1], sizes[1:])

@@ -35,6 +35,36 @@ def check_halvable(image_shape: tuple[int, int, int], num_layers: int, who: str)
     return h // f, w // f
 
 
+def _stages(h: int, w: int) -> tuple[int, int, int]:
+    """Halve while both sides are even and stay >= 4 px -> (stages, final h, final w)."""
+    n = 0
+    while h % 2 == 0 and w % 2 == 0 and min(h, w) >= 8:
+        h, w, n = h // 2, w // 2, n + 1
+    return n, h, w
+
+
+def fits(h: int, w: int) -> bool:
+    n, h, w = _stages(h, w)
+    return n > 0 and max(h, w) <= 8
+
+
+def conv_stages(image_shape: tuple[int, int, int], who: str) -> int:
+    """How many stride-2 stages take an image down to a 4..8 px feature map (28 -> 2, 32 -> 3, 64 -> 4 ...)."""
+    _, h, w = image_shape
+    if not fits(h, w):
+        sides = ", ".join(str(s) for s in range(8, 257) if fits(s, s))
+        raise ConfigError(f"{who} cannot fit {h}x{w} images: its stride-2 stages halve each side down to 4..8 px, "
+                          f"which works for sides {sides}; set dataset.image_size (e.g. 64) or use model=mlp")
+    return _stages(h, w)[0]
+
+
+def auto_channels(stages: int, base: int, most: int) -> list[int]:
+    """Channels per stage: base, 2 base, 4 base ... capped at `most`."""
+    if not (isinstance(base, int) and isinstance(most, int) and 0 < base <= most):
+        raise ConfigError(f"base_channels={base!r} and max_channels={most!r} must be integers, 0 < base <= max")
+    return [min(base * 2**i, most) for i in range(stages)]
+
+
 def one_hot(index: torch.Tensor, num_classes: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """index (...) int64 in [0, num_classes) -> (..., num_classes) one-hots of `dtype`: F.one_hot's values,
     without its host-side range check (an .item() sync off CUDA, which a captured step may not hold)."""

@@ -14,7 +14,17 @@ from torch.distributions import Bernoulli, Distribution, Independent, Normal
 from vae_cli.errors import ConfigError
 
 
-class BernoulliLikelihood(nn.Module):
+class PixelLikelihood(nn.Module):
+    """num_params decoder maps per image channel: out_channels = num_params x C."""
+
+    num_params = 1
+
+    @property
+    def out_channels(self) -> int:
+        return self.num_params * self.image_shape[0]
+
+
+class BernoulliLikelihood(PixelLikelihood):
     """Pixels in {0, 1}; the decoder emits logits (log_prob is BCE-with-logits, stable)."""
 
     num_params = 1  # decoder channels per image channel
@@ -38,7 +48,7 @@ class BernoulliLikelihood(nn.Module):
         return dist.base_dist.probs
 
 
-class GaussianLikelihood(nn.Module):
+class GaussianLikelihood(PixelLikelihood):
     """Pixels in [0, 1] (uniformly dequantized 8-bit values); Normal(mean, sigma) per pixel.
 
     sigma_mode: "fixed" (sigma as given), "global" (one learned sigma) or "per_pixel" (one learned
@@ -52,6 +62,7 @@ class GaussianLikelihood(nn.Module):
     def __init__(self, image_shape: tuple[int, int, int], sigma: float = 0.1, sigma_mode: str = "fixed",
                  min_sigma: float = 1e-3):
         super().__init__()
+        self.image_shape = tuple(image_shape)
         shapes = {"fixed": None, "global": (1, 1, 1), "per_pixel": tuple(image_shape)}
         if sigma_mode not in shapes:
             raise ConfigError(f"likelihood.sigma_mode={sigma_mode!r}; choose one of {sorted(shapes)}")

@@ -19,7 +19,7 @@ log = logging.getLogger("vae_cli")
 # Keys that may change between a run and its resumption: they set how long, where and how loudly it runs,
 # not what is trained. Everything else must match the checkpoint's resolved config.
 MAY_CHANGE = ("resume", "max_steps", "max_epochs", "trainer.max_steps", "device", "data_dir", "dataset.root",
-              "dataset.download", "trainer.log_every", "trainer.eval_every", "trainer.eval_batch_size",
+              "dataset.path", "dataset.cache_dir", "dataset.download", "trainer.log_every", "trainer.eval_every", "trainer.eval_batch_size",
               "trainer.keep_last", "trainer.nonfinite", "trainer.max_skips", "trainer.num_images")
 # Values the first start fixes for the whole run: a resumed (or extended) run keeps the stored value unless the
 # user typed another one. schedule.total_steps sets the cyclical schedule's period (total_steps / n_cycles):
