@@ -36,7 +36,7 @@ def train(args: list[str], env: dict) -> tuple[float, float, Path]:
     if done.returncode != 0:
         raise SystemExit(f"vae-train {' '.join(args)} failed:\n{done.stderr[-2000:]}")
     rates = []
-    for tb in sorted(run_dir.rglob("tb")):
+    for tb in sorted({e.parent for e in run_dir.rglob("events.out.tfevents.*")}):
         acc = EventAccumulator(str(tb))
         acc.Reload()
         rates.append(acc.Scalars("train/examples_per_sec")[-1].value)

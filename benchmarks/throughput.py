@@ -21,9 +21,10 @@ import threading
 import time
 from pathlib import Path
 
+from vae_cli.command_line import CommandLine
 from vae_cli.training.threads import preset_environment
 
-POLICY = preset_environment([])  # the CLI's thread policy (before torch loads), for both sides alike
+POLICY = preset_environment(CommandLine.parse(["vae-train"]))  # the CLI's thread policy (before torch loads), for both sides alike
 
 import torch  # noqa: E402
 from hydra import compose, initialize_config_module
@@ -82,7 +83,7 @@ def vae_cli_run(device: torch.device, overrides: list[str], steps: int, windows:
                        f"trainer.log_every={steps}", f"trainer.eval_every={steps * windows}"])
     with PeakMemory(device) as mem:
         run_training(cfg, run_dir)
-    events = EventAccumulator(str(run_dir / "tb"))
+    events = EventAccumulator(str(run_dir))
     events.Reload()
     return [e.value for e in events.Scalars("train/examples_per_sec")], mem, cfg, run_dir
 

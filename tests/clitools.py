@@ -66,7 +66,7 @@ def scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
     """Every scalar series TensorBoard shows for a run dir (purges applied), as (step, value) lists."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    acc = EventAccumulator(str(Path(run_dir) / "tb"), size_guidance={"scalars": 0})
+    acc = EventAccumulator(str(Path(run_dir)), size_guidance={"scalars": 0})
     acc.Reload()
     return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
 

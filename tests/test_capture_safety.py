@@ -17,14 +17,14 @@ import torch
 from conftest import make_cfg
 from hazards import hazards, tensors_held, trace
 
-from vae_cli.build import (build_data, build_data_free, build_model, check_config, check_kinds, set_num_classes,
-                           set_run_length)
+from vae_cli.build import build_data, build_data_free, build_model, check_kinds, set_num_classes, set_run_length
 from vae_cli.errors import ConfigError
 from vae_cli.training.checkpoint import seed_everything
 from vae_cli.training.meter import Meter
 from vae_cli.training.trainer import Run
 from vae_cli.training.vae_task import VAETask
 from vae_cli.training.step import capture, first_error, graph_obstacle, no_distribution_checks
+from vae_cli.validate import validate_config
 
 STEPS = 40
 TINY = ["trainer=debug", "dataset.image_shape=[1,8,8]", "latent_dim=4", "trainer.batch_size=16",
@@ -76,7 +76,7 @@ def config(*overrides: str):
     model_name = next((o.split("=")[1] for o in overrides if o.startswith("model=")), "mlp")
     sizes = [] if any(o.startswith("experiment=") for o in overrides) else SIZES[model_name]
     cfg = make_cfg(*TINY, *sizes, *overrides)
-    check_config(cfg)
+    validate_config(cfg)
     check_kinds(cfg)
     return cfg
 

@@ -132,9 +132,10 @@ def test_hierarchical_traverse_orders_the_top_layer_by_its_kl():
 
     model = hierarchical()
     x = torch.rand(8, 1, 28, 28).bernoulli()
-    order = top_layer_order(model, x, None)
+    order, score, name = top_layer_order(model, x, None)
     top_kl = model.split_layers(model.latent_terms(x, None, 1).kl_per_dim)[-1]
     assert top_kl.shape == (8, 3)  # the top layer's closed-form KL: the same for every sample
+    assert name == "KL" and torch.allclose(score, top_kl.mean(0))
     assert torch.equal(order, torch.argsort(top_kl.mean(0), descending=True))
 
 

@@ -27,7 +27,7 @@ def torchrun(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
 
 
 def scalars(run_dir: Path, tag: str) -> list[float]:
-    events = EventAccumulator(str(run_dir / "tb"))
+    events = EventAccumulator(str(run_dir))
     events.Reload()
     return [e.value for e in events.Scalars(tag)]
 

@@ -16,7 +16,7 @@ NEW_OPTIONS = ["objective=iwae", "posterior=mixture", "posterior=planar", "poste
 
 
 def scalars(run_dir) -> EventAccumulator:
-    acc = EventAccumulator(str(run_dir / "tb"), size_guidance={"scalars": 0})
+    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
     acc.Reload()
     return acc
 

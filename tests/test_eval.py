@@ -65,7 +65,7 @@ def test_vae_eval_cli_writes_metrics_scores_and_tensorboard(debug_run):
     assert len(rows) == 128 and list(rows[0]) == ["index", "label", "elbo", "iw_nll", "distortion", "rate"]
     mean_nll = sum(float(r["iw_nll"]) for r in rows) / len(rows)
     assert mean_nll == pytest.approx(metrics["iw_nll"], rel=1e-4)
-    acc = EventAccumulator(str(debug_run / "tb")).Reload()
+    acc = EventAccumulator(str(debug_run)).Reload()
     assert {"test/iw_nll", "test/elbo", "test/active_units", "test/iw_nll_bits_per_dim"} <= set(acc.Tags()["scalars"])
     assert acc.Scalars("test/iw_nll")[-1].value == pytest.approx(metrics["iw_nll"], rel=1e-5)
     assert "test/collapse_report/text_summary" in acc.Tags()["tensors"]
@@ -97,12 +97,12 @@ def test_missing_corrupt_and_incompatible_checkpoints(debug_run, tmp_path):
 
 
 def test_eval_in_process_out_dir_and_subset(debug_run, tmp_path):
-    """out= puts metrics.json and tb/ there; num_examples evaluates a prefix of the split."""
+    """out= puts metrics.json and the TensorBoard events there; num_examples evaluates a prefix of the split."""
     record = run_eval(eval_cfg(f"ckpt={debug_run / 'checkpoints' / 'last.pt'}", f"out={tmp_path}", "k=4",
                                "k_chunk=3", "num_examples=20", "quality=false", "progress=false"))
     assert record["num_examples"] == 20 and record["sample_quality"] is None
     assert json.loads((tmp_path / "metrics.json").read_text())["iw_nll"] == record["iw_nll"]
-    assert any((tmp_path / "tb").glob("events.out.tfevents.*"))
+    assert any(tmp_path.glob("events.out.tfevents.*"))
 
 
 def test_ckpt_may_be_a_run_dir_or_its_checkpoints_dir_and_a_sweep_dir_names_its_runs(debug_run, tmp_path):

@@ -97,7 +97,7 @@ def test_kl_per_dim_chart_is_written_and_logged(evaluated):
     _, out = evaluated
     chart = Image.open(out / "kl_per_dim.png")
     assert chart.size[0] >= 600 and chart.size[1] >= 400
-    tags = EventAccumulator(str(out / "tb")).Reload().Tags()["images"]
+    tags = EventAccumulator(str(out)).Reload().Tags()["images"]
     assert "test/kl_per_dim" in tags
 
 

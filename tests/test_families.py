@@ -19,7 +19,7 @@ FAST = ("trainer=debug", "max_steps=20", "trainer.eval_every=10", "dataset.num_t
 
 
 def tb(run_dir: Path) -> EventAccumulator:
-    acc = EventAccumulator(str(run_dir / "tb"), size_guidance={"images": 0, "scalars": 0})
+    acc = EventAccumulator(str(run_dir), size_guidance={"images": 0, "scalars": 0})
     acc.Reload()
     return acc
 

@@ -56,7 +56,7 @@ def folder_run(tmp_path_factory) -> tuple[Path, Path]:
 
 @pytest.mark.slow
 def test_train_shows_colour_samples_in_tensorboard(folder_run):
-    acc = EventAccumulator(str(folder_run[1] / "tb"), size_guidance={"images": 0})
+    acc = EventAccumulator(str(folder_run[1]), size_guidance={"images": 0})
     acc.Reload()
     tags = [t for t in acc.Tags()["images"] if t.startswith("samples/")]
     assert tags

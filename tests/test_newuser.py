@@ -60,10 +60,11 @@ def test_progress_bar_on_a_terminal_with_start_and_end_lines(tmp_path):
     assert "epoch 2/2 100%|" in terminal and "step 64/64" in terminal  # 32 batches of 16 per epoch
     assert "ex/s" in terminal and "elbo -" in terminal and "<00:00" in terminal  # rate, ETA, latest ELBO
     run = only_run_dir(tmp_path / "outputs")
-    start = next(line for line in out.splitlines() if "run dir " in line and "parameters" in line)
-    assert str(run.resolve()) in start and "device cpu" in start and "64 steps = 2 epochs" in start
-    end = next(line for line in out.splitlines() if "done: val" in line)
-    assert f"best checkpoint {run.resolve() / 'checkpoints' / 'best.pt'}" in end and " in 0:" in end
+    start = next(line for line in out.splitlines() if "model: " in line and "parameters" in line)
+    assert "on cpu" in start and "64 steps = 2 epochs" in start and f"run dir: {run.resolve()}\n" in out
+    end = next(line for line in out.splitlines() if "done: " in line)
+    assert "done: 64 steps in 0:" in end and "val elbo" in end
+    assert f"best checkpoint: {run.resolve() / 'checkpoints' / 'best.pt'}\n" in out
     assert (run / "checkpoints" / "best.pt").is_file() and "progress:" not in out
 
 
@@ -217,7 +218,7 @@ def test_a_tampered_classifier_is_refused(monkeypatch):
 # 5. TensorBoard --------------------------------------------------------------------------------------------
 
 def experiment_infos(run: Path) -> list:
-    (path,) = (run / "tb").glob("events.out.tfevents.*")
+    (path,) = run.glob("events.out.tfevents.*")
     for event in EventFileLoader(str(path)).Load():
         for value in event.summary.value:
             if value.tag == "_hparams_/experiment":

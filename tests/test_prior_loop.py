@@ -36,7 +36,7 @@ def prior_cfg(ckpt: Path, *overrides: str):
 
 
 def scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
-    acc = EventAccumulator(str(run_dir / "tb"), size_guidance={"scalars": 0})
+    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
     acc.Reload()
     return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
 
@@ -91,7 +91,7 @@ def test_bad_loop_knobs_are_refused_before_data_loads(vq, tmp_path):
 
     with pytest.raises(ConfigError, match=r"^trainer.nonfinite='sometimes' must be raise or skip$"):
         fit_code_prior(prior_cfg(vq, "trainer.nonfinite=sometimes", "data_dir=/nonexistent"), tmp_path)
-    assert not (tmp_path / "tb").exists()
+    assert not list(tmp_path.rglob("events.out.tfevents.*"))
 
 
 def test_sigterm_through_the_cli_saves_exits_143_and_resume_finishes(vq, tmp_path):

@@ -57,7 +57,7 @@ def test_mode_writes_png_of_expected_size(ckpt, tmp_path, overrides, shapes):
     for name, (c, h, w) in shapes.items():
         width, height = Image.open(paths[name]).size
         assert height == h and (width == w if name != "traverse" else width > w + 40)  # + row labels
-    tags = EventAccumulator(str(tmp_path / "tb")).Reload().Tags()["images"]
+    tags = EventAccumulator(str(tmp_path)).Reload().Tags()["images"]
     assert {f"vae-sample/{p.stem}" for p in paths.values()} <= set(tags)
 
 

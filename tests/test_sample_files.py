@@ -35,7 +35,7 @@ def test_each_knob_setting_keeps_its_own_file(ckpt, tmp_path):
     assert pictures["prior.png"] != pictures["prior_temperature-0.8.png"] != pictures["prior_seed-3.png"]
     again = run_sample(sample_cfg(f"ckpt={ckpt}", f"out={tmp_path}", "mode=prior"))["prior"]
     assert again.name == "prior.png" and Image.open(again).tobytes() == pictures["prior.png"]  # same knobs
-    tags = set(EventAccumulator(str(tmp_path / "tb")).Reload().Tags()["images"])
+    tags = set(EventAccumulator(str(tmp_path)).Reload().Tags()["images"])
     assert {"vae-sample/prior", "vae-sample/prior_temperature-0.8", "vae-sample/prior_seed-3"} <= tags
 
 

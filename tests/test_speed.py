@@ -100,11 +100,13 @@ def test_cuda_graph_true_off_cuda_is_one_config_error_before_training(cfg_factor
     (["trainer.threads=2"], {}, 3.0, (2, "PASSIVE")),  # asked for: kept, but passive on a busy machine
     (["trainer.threads=1"], {}, 0.2, (1, None)),
     (["trainer.threads=1"], {"OMP_NUM_THREADS": "2", "OMP_WAIT_POLICY": "ACTIVE"}, 9.0, (2, "ACTIVE")),  # env wins
+    (["-m", "trainer.threads=1,2"], {}, 0.2, (2, None)),  # swept: each job applies its own (apply_in_job)
 ])
 def test_thread_policy(argv, environ, load, expected):
+    from vae_cli.command_line import CommandLine
     from vae_cli.training.threads import choose
 
-    policy = choose(argv, environ, cores=2, load=load)
+    policy = choose(CommandLine.parse(["vae-train", *argv]), environ, cores=2, load=load)
     assert (policy.threads, policy.wait_policy) == expected, policy.why
 
 
@@ -122,7 +124,8 @@ def test_the_cli_sets_the_thread_policy_before_torch_loads_and_logs_it(tmp_path)
     assert done.returncode == 0, done.stderr
     lines = [ln for ln in (tmp_path / "train.log").read_text().splitlines() if "threads:" in ln]
     assert len(lines) == 1 and "threads: 1 (trainer.threads=1" in lines[0], lines
-    probe = "import vae_cli.training.threads as t, os; t.preset_environment(['trainer.threads=1']); import torch; " \
+    probe = "import vae_cli.training.threads as t, os; from vae_cli.command_line import CommandLine; " \
+            "t.preset_environment(CommandLine.parse(['vae-train', 'trainer.threads=1'])); import torch; " \
             "print(torch.get_num_threads(), os.environ.get('OMP_NUM_THREADS'))"
     out = subprocess.run([sys.executable, "-c", probe], env=clean, capture_output=True, text=True, timeout=60)
     assert out.stdout.split() == ["1", "1"], out.stderr  # set before the import: torch's pool starts with 1

@@ -66,7 +66,8 @@ def test_optuna_sweep_runs_trials_and_reports_the_best_val_elbo(tmp_path):
                f"hydra.sweep.dir={tmp_path}", timeout=300)
     assert done.returncode == 0, done.stderr
     result = yaml.safe_load((tmp_path / "optimization_results.yaml").read_text())
-    finals = [scalars(tb.parent)["val/elbo"][-1][1] for tb in tmp_path.glob("*/tb")]  # each trial's last val ELBO
+    trials = {e.parent for e in tmp_path.glob("*/events.out.tfevents.*")}
+    finals = [scalars(trial)["val/elbo"][-1][1] for trial in trials]  # each trial's last val ELBO
     assert len(finals) == 3 and result["best_value"] == pytest.approx(max(finals))  # maximized, in nats
 
 

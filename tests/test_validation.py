@@ -16,7 +16,7 @@ from clitools import TINY, one_error_line, run, start
 from vae_cli.apps.train import run_training
 from vae_cli.training.checkpoint import save_checkpoint
 from vae_cli.errors import ConfigError, UserError
-from vae_cli.build import build_data_free, check_config, resolve_device
+from vae_cli.plan import make_plan
 from vae_cli.validate import as_user_error, check_writable
 
 # key, bad values (as typed on the command line), overrides the key needs to exist
@@ -52,20 +52,19 @@ def random_bad_overrides(rng: random.Random) -> tuple[list[str], list[str]]:
     return overrides, [key for key, _, _ in picks]
 
 
-def preflight(cfg) -> None:
-    """What vae-train checks before any data loads: validate.py's rules, the device, the data-free parts."""
-    check_config(cfg)
-    resolve_device(cfg.device)
-    build_data_free(cfg)
+def preflight(cfg, run_dir) -> None:
+    """What vae-train checks before any data loads: its plan (validate.py's rules, the device, the data-free
+    parts, whose constructors check their arguments)."""
+    make_plan(cfg, run_dir)
 
 
-def test_fuzz_random_bad_overrides_each_give_one_clear_config_error():
+def test_fuzz_random_bad_overrides_each_give_one_clear_config_error(tmp_path):
     rng = random.Random(7)
     with initialize_config_module("vae_cli.configs", version_base="1.3"):
         for _ in range(60):
             overrides, keys = random_bad_overrides(rng)
             with pytest.raises(ConfigError) as err:
-                preflight(compose("train", overrides=["max_steps=10", *overrides]))
+                preflight(compose("train", overrides=["max_steps=10", *overrides]), tmp_path)
             message = str(err.value)
             assert "\n" not in message and any(k.split(".")[-1].lstrip("+") in message for k in keys), \
                 (overrides, message)
@@ -94,7 +93,7 @@ def user_error(fn) -> str:
 def test_bad_values_and_combinations_stop_before_training(tmp_path, cfg_factory, overrides, expected):
     message = user_error(lambda: run_training(cfg_factory("trainer=debug", *overrides), tmp_path))
     assert expected in message
-    assert not (tmp_path / "tb").exists()  # nothing trained, nothing logged
+    assert not list(tmp_path.rglob("events.out.tfevents.*"))  # nothing trained, nothing logged
 
 
 def test_missing_data_offline(tmp_path, cfg_factory):
@@ -240,3 +239,13 @@ def test_case9_a_corrupt_or_unwritable_classifier_cache_is_retrained_not_fatal(t
     assert not list(path.parent.glob("*.tmp"))
     assert load_or_train(data, torch.device("cpu"), "/dev/null/cache") is not None  # HOME=/dev/null: no cache
     assert "could not cache the sample-quality classifier" in caplog.text
+
+
+@pytest.mark.parametrize("arg, dotted", [("lr=1e-4", "trainer.lr"), ("batch_size=64", "trainer.batch_size"),
+                                         ("warmup_steps=10", "schedule.warmup_steps' or 'lr_schedule.warmup_steps")])
+def test_a_bare_key_that_is_a_nested_leaf_suggests_its_dotted_name(arg, dotted):
+    from vae_cli.overrides import check_overrides
+
+    with pytest.raises(UserError) as e:
+        check_overrides("train", ["vae-train", arg, *(["lr_schedule=cosine"] if "warmup" in arg else [])])
+    assert str(e.value).startswith(f"unknown key '{arg.split('=')[0]}' — did you mean '{dotted}'?")

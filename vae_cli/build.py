@@ -16,7 +16,7 @@ from vae_cli.training.checkpoint import check_version, load_checkpoint
 from vae_cli.data import ImageData
 from vae_cli.errors import ConfigError, UserError
 from vae_cli.models.base import check_objective_kind, check_parts
-from vae_cli.validate import validate_config
+from vae_cli.checks import check_arguments, resumable
 
 log = logging.getLogger("vae_cli")
 
@@ -52,11 +52,6 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise ConfigError(f"device={name} but MPS is not available here; use device=auto")
     return device
-
-
-def check_config(cfg: DictConfig) -> None:
-    """Range checks on the top-level knobs, before any data is loaded (validate.py holds them)."""
-    validate_config(cfg)
 
 
 def build_data_free(cfg: DictConfig) -> tuple | None:
@@ -113,14 +108,23 @@ def target(node: DictConfig) -> type:
         raise ConfigError(f"{node._get_full_key(None)}._target_={node._target_!r} is not a class ({e})") from None
 
 
-def check_kinds(cfg: DictConfig, choices: dict | None = None) -> None:
-    """Group options that cannot combine, refused from the classes' declared kinds before any data loads."""
-    names = {k: v for k, v in (choices or {}).items() if k in ("model", "posterior", "prior", "objective")}
+KIND_GROUPS = ("model", "posterior", "prior", "objective")  # the groups whose classes declare latent kinds
+
+
+def part_classes(cfg: DictConfig) -> dict[str, type]:
+    """group -> the class its node names, resolved without building anything."""
+    return {group: target(cfg[group]) for group in KIND_GROUPS}
+
+
+def check_kinds(cfg: DictConfig, choices: dict | None = None, classes: dict[str, type] | None = None) -> None:
+    """Every node's keys against its target's keywords; group options that cannot combine, refused from the
+    classes' declared kinds before any data loads."""
+    names = {k: v for k, v in (choices or {}).items() if k in KIND_GROUPS}
     check_keys(cfg, choices or {})
-    family = target(cfg.model)
+    c = classes or part_classes(cfg)
     conditional = cfg.model.get("condition") is not None  # model=cvae: q(z|x, y)
-    check_parts(family, target(cfg.posterior), target(cfg.prior), names, conditional=conditional)
-    check_objective_kind(family, target(cfg.objective), names)
+    check_parts(c["model"], c["posterior"], c["prior"], names, conditional=conditional)
+    check_objective_kind(c["model"], c["objective"], names)
 
 
 HYDRA_KEYS = {"_target_", "_partial_", "_convert_", "_recursive_", "_args_"}
@@ -145,6 +149,29 @@ def _target_nodes(node: DictConfig, path: str = ""):
     for key in node:
         if not OmegaConf.is_interpolation(node, key) and isinstance(node[key], DictConfig):
             yield from _target_nodes(node[key], f"{path}.{key}" if path else str(key))
+
+
+def check_values(cfg: DictConfig) -> None:
+    """Every `_target_` node's values against the rules annotated on its target's arguments (checks.py), before
+    anything is built: the parts built only from the data (dataset, model) are refused before it loads."""
+    for path, node in _target_nodes(cfg):
+        fn = _object(node._target_)
+        values = OmegaConf.to_container(node, resolve=True)
+        pending = [k for k, v in values.items() if v is None and OmegaConf.is_interpolation(node, k)]  # ${max_steps}
+        if fn is not None:  # before the data, under max_epochs: its constructor checks it once it is known
+            check_arguments(path, fn, {k: v for k, v in values.items() if k not in pending})
+
+
+def resumable_keys(cfg: DictConfig) -> tuple[str, ...]:
+    """The config paths of every constructor argument marked RESUMABLE (checks.py), under each `_target_` node."""
+    return tuple(f"{path}.{name}" for path, node in _target_nodes(cfg) for name in resumable(_object(node._target_)))
+
+
+def _object(name: str):
+    try:
+        return get_object(name)
+    except Exception:  # an unknown _target_: target() and make() name it
+        return None
 
 
 def _owner(name: str) -> str:
@@ -233,17 +260,18 @@ def build_trainer(cfg: DictConfig):
     its device."""
     optimizer = make(cfg.optimizer) if "optimizer" in cfg else None
     schedule = make(cfg.lr_schedule, total_steps=cfg.max_steps) if "lr_schedule" in cfg else None
-    return make(cfg.trainer, optimizer=optimizer, lr_schedule=schedule)
+    trainer = make(cfg.trainer, optimizer=optimizer, lr_schedule=schedule)
+    _try_on_stand_in(optimizer, schedule)
+    return trainer
 
 
-def check_compatible(model, data: ImageData, choices: dict) -> None:
-    if model.likelihood.binary and not data.binarizable:
-        raise ConfigError(f"likelihood={choices.get('likelihood', 'bernoulli')} needs binarizable greyscale "
-                          f"images, but dataset={data.name} holds 8-bit colour images: use likelihood=discretized_logistic "
-                          f"or likelihood=gaussian")
-    check_parts(type(model), type(model.posterior), type(model.prior), choices, model.conditional)
-
-
-def check_objective(model, objective, choices: dict) -> None:
-    """An objective declares the model method it calls and the latent kinds it fits (see models/base.py)."""
-    check_objective_kind(type(model), type(objective), choices)
+def _try_on_stand_in(optimizer, schedule) -> None:
+    """Build the optimizer and lr-schedule partials once on a stand-in parameter, so their own range checks
+    (torch's for lr and weight_decay, the schedule's) fire before data loads; the trainer builds the real ones."""
+    stand_in = [torch.zeros(1, requires_grad=True)]
+    try:
+        opt = optimizer(stand_in) if optimizer is not None else torch.optim.SGD(stand_in, lr=1.0)
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"optimizer: {' '.join(str(e).split())}") from None
+    if schedule is not None:
+        schedule(optimizer=opt)

@@ -19,35 +19,49 @@ def _fail(e: Exception) -> None:
     sys.exit(EXIT_USER_ERROR)
 
 
-def _check_argv(tool: str, config_name: str) -> None:
+def _check_line(tool: str, config_name: str, line) -> None:
     """A misspelled key or group option: one line with the closest names, exit 2, before Hydra composes.
     Also registers the resolvers that fill the --help page (configs/hydra/help/)."""
     from vae_cli.cli_help import register_help_resolvers
-    from vae_cli.overrides import check_overrides, register_run_name_resolver
+    from vae_cli.overrides import check_overrides
+    from vae_cli.run_paths import register_run_name_resolver
+    from vae_cli.versions import check_torchvision
 
     register_help_resolvers()
     register_run_name_resolver()
+    sys.argv = line.argv  # what Hydra composes: the line as read (paths quoted), resumed and for this rank
     try:
-        check_overrides(config_name, sys.argv)
+        check_torchvision()
+        check_overrides(config_name, line)
     except UserError as e:
         print(f"{tool}: error: {e}", file=sys.stderr)
         sys.exit(EXIT_USER_ERROR)
 
 
-def _train(cfg: DictConfig) -> float:
+def _read_line():
+    """sys.argv, parsed once (command_line.py): every check before Hydra reads this view."""
+    from vae_cli.command_line import CommandLine
+    from vae_cli.run_paths import quote_paths
+
+    return CommandLine.parse(quote_paths(sys.argv))  # a printed path pasted back as it is (it may hold '=' or ',')
+
+
+def _train(cfg: DictConfig, existed: frozenset = frozenset()) -> float:
     from vae_cli.training import distributed, rundir, sweeps
     from vae_cli.build import resolve_device
     from vae_cli.apps.train import run_training
     from vae_cli.training.signals import Interrupted, StopRequested, stop_on_signals
     from vae_cli.pictures import val_score
     from vae_cli.training.threads import apply_in_job
+    from vae_cli.training.progress import terminal_logging
 
     sweeps.register_resolvers()
     hydra_cfg = HydraConfig.get()
     run_dir = hydra_cfg.runtime.output_dir
     try:
-        with rundir.claim(run_dir, cfg, hydra_cfg, main=rundir.owns_run_dir()) as claimed, \
-                stop_on_signals() as stop, distributed.process_group(use_cuda=resolve_device(cfg.device).type == "cuda"):
+        with rundir.claim(run_dir, cfg, hydra_cfg, main=rundir.owns_run_dir(), existed=existed) as claimed, \
+                stop_on_signals() as stop, distributed.process_group(use_cuda=resolve_device(cfg.device).type == "cuda"), \
+                terminal_logging(cfg.trainer.get("progress", "auto"), distributed.is_main()):  # short lines under a bar
             threads = apply_in_job(cfg.trainer.get("threads"))  # torch's thread count, said once the run starts
 
             def ready(resume) -> None:  # every check passed: the run dir is written, train.log is open
@@ -107,38 +121,43 @@ def _hydra_main(config_name: str, fn) -> None:
         sys.exit(1)
 
 
-def _check_dirs(argv: list[str]) -> None:
-    """hydra.run.dir / hydra.sweep.dir typed on the command line must be creatable: one line, not Hydra's traceback."""
-    from vae_cli.training.rundir import check_creatable, note_existing
+def _check_dir(line) -> frozenset:
+    """hydra.run.dir / hydra.sweep.dir typed on the command line must be creatable: one line, not Hydra's
+    traceback. Returns the dirs on its path that exist now (a refused start keeps them)."""
+    from vae_cli.command_line import typed_dir
+    from vae_cli.training.rundir import check_creatable, existing_dirs
 
-    used = "hydra.sweep.dir" if {"-m", "--multirun"} & set(argv) else "hydra.run.dir"
-    for arg in argv:
-        key, _, value = arg.partition("=")
-        if key.lstrip("+") == used and value:
-            note_existing(value.strip("'\""))  # before anything is created: a refused start keeps what was there
-            check_creatable(value.strip("'\""), used)
+    key, value = typed_dir(line)
+    existed = existing_dirs(value)  # before anything is created
+    if value is not None:
+        check_creatable(value, key)
+    return existed
 
 
 def train_main() -> None:
     """`vae-train`: train a VAE; every config group and key can be overridden on the command line."""
-    from vae_cli.training import sweeps
+    from vae_cli.command_line import with_resumed_run
     from vae_cli.training.threads import preset_environment
 
-    preset_environment(sys.argv[1:])  # OMP_* before torch is imported: libgomp reads them at load
-    from vae_cli.training.distributed import worker_overrides
-    from vae_cli.training.resume import resume_argv
-
+    line = _read_line()
     try:
-        sys.argv = resume_argv(sys.argv)  # resume=RUN_DIR: that run's overrides and dir
-        _check_dirs(sys.argv[1:])
+        line = with_resumed_run(line)  # resume=RUN_DIR: that run's overrides and dir
     except UserError as e:
         _fail(e)
+    preset_environment(line)  # OMP_* before torch is imported: libgomp reads them at load
+    from vae_cli.training import distributed, sweeps
+
+    try:
+        existed = _check_dir(line)
+    except UserError as e:
+        _fail(e)
+    line = line.plus(*distributed.worker_overrides(line))  # torchrun ranks > 0 leave the run dir to rank 0
     sweeps.register_resolvers()
-    sys.argv += worker_overrides(sys.argv[1:])  # torchrun ranks > 0 leave the run dir to rank 0
-    _check_argv("vae-train", "train")
-    _hydra_main("train", _train)
-    if sweeps.FAILED:  # set by the sweep summary: some jobs of this sweep failed
-        sys.exit(EXIT_USER_ERROR)
+    _check_line("vae-train", "train", line)
+
+    def train(cfg: DictConfig) -> float:
+        return _train(cfg, existed)
+    _hydra_main("train", train)
 
 
 def _interruptible(tool: str, main, unsaved: str) -> None:
@@ -176,7 +195,7 @@ def _sample(cfg: DictConfig) -> None:
 def eval_main() -> None:
     """`vae-eval ckpt=...`: test ELBO, importance-weighted NLL, collapse report, sample quality."""
     def main() -> None:
-        _check_argv("vae-eval", "eval")
+        _check_line("vae-eval", "eval", _read_line())
         _hydra_main("eval", _eval)
 
     _interruptible("vae-eval", main, "metrics.json and report.txt are written at the end")
@@ -185,7 +204,7 @@ def eval_main() -> None:
 def sample_main() -> None:
     """`vae-sample ckpt=... mode=...`: prior samples, reconstructions, interpolations, traversals ..."""
     def main() -> None:
-        _check_argv("vae-sample", "sample")
+        _check_line("vae-sample", "sample", _read_line())
         _hydra_main("sample", _sample)
 
     _interruptible("vae-sample", main, "the pictures are written at the end")
@@ -213,15 +232,15 @@ def _prior(cfg: DictConfig) -> float:
 
 def prior_main() -> None:
     """`vae-prior ckpt=...`: fit the autoregressive code prior of a trained VQ-VAE (its second stage)."""
-    from vae_cli.training.resume import resume_argv
+    from vae_cli.command_line import with_resumed_run
 
     def main() -> None:
         try:
-            sys.argv = resume_argv(sys.argv)  # resume=RUN_DIR: that run's overrides and dir
+            line = with_resumed_run(_read_line())  # resume=RUN_DIR: that run's overrides and dir
         except UserError as e:
             print(f"vae-prior: error: {e}", file=sys.stderr)
             sys.exit(EXIT_USER_ERROR)
-        _check_argv("vae-prior", "code_prior")
+        _check_line("vae-prior", "code_prior", line)
         _hydra_main("code_prior", _prior)
 
     _interruptible("vae-prior", main, "nothing was trained (once training runs, Ctrl-C saves a checkpoint)")

@@ -15,6 +15,7 @@ from importlib.resources import files
 
 from omegaconf import OmegaConf
 
+from vae_cli.command_line import CommandLine
 from vae_cli.errors import UserError
 
 GROUP_ROOTS = {"train": "vae_cli.configs", "sample": "vae_cli.sample_configs",  # vae-prior: none
@@ -23,7 +24,6 @@ PLUGINS = {("launcher", "joblib"): ("hydra_joblib_launcher", "hydra-joblib-launc
            ("launcher", "slurm"): ("hydra_submitit_launcher", "hydra-submitit-launcher"),
            ("sweeper", "optuna"): ("hydra_optuna_sweeper", "hydra-optuna-sweeper")}
 APP_TOOLS = {"eval": "vae-eval", "sample": "vae-sample", "code_prior": "vae-prior"}  # keys fixed by their config
-TREE_FLAGS = {"config_name", "config_path", "config_dir", "help", "hydra_help", "shell_completion", "info"}
 
 
 def tool_groups(config_name: str) -> dict[str, list[str]]:
@@ -49,9 +49,10 @@ def closest(word: str, candidates: list[str]) -> list[str]:
     return sorted(candidates, key=lambda c: (-score[c], c))
 
 
-def unknown_key(key: str, groups: dict, keys: list[str]) -> str:
-    near = difflib.get_close_matches(key, list(groups) + keys, n=1, cutoff=0.6)
-    hint = f" — did you mean '{near[0]}'?" if near else ""
+def unknown_key(key: str, groups: dict, keys: list[str], nested: list[str] = ()) -> str:
+    """nested: the dotted keys whose last part is `key` (lr -> trainer.lr): each is suggested, else a near name."""
+    near = list(nested) or difflib.get_close_matches(key, list(groups) + keys, n=1, cutoff=0.6)
+    hint = f" — did you mean {' or '.join(repr(k) for k in near)}?" if near else ""
     listing = f"groups: {', '.join(groups)}; keys: " if groups else "keys: "
     return f"unknown key '{key}'{hint} ({listing}{', '.join(k for k in keys if k not in groups)})"
 
@@ -79,30 +80,6 @@ def values_of(override) -> list:
     return [] if override.is_sweep_override() else [value]
 
 
-def parse(argv: list[str]):
-    """Hydra's own argument parser and override grammar; None where Hydra should speak for itself."""
-    from hydra._internal.utils import get_args_parser
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    args, _ = get_args_parser().parse_known_args(argv[1:])
-    if any(getattr(args, flag, None) for flag in TREE_FLAGS):
-        return None
-    try:
-        return OverridesParser.create().parse_overrides(args.overrides)
-    except Exception:  # a grammar error: Hydra's message says where
-        return None
-
-
-def run_suffix(override_dirname) -> str:
-    """'' or '_beta=4,model=conv': a single run's overrides in its dir name, as multirun names its jobs
-    (resume= is excluded in train.yaml; '/' in values would nest dirs, so it becomes '-')."""
-    name = str(override_dirname or "").replace("/", "-")[:150]
-    return f"_{name}" if name else ""
-
-
-def register_run_name_resolver() -> None:
-    OmegaConf.register_new_resolver("vae_run_suffix", run_suffix, replace=True)
-
 
 def compose_plain(config_name: str, overrides: list[str]) -> dict | None:
     """The tool's config composed with these overrides, unresolved, as plain containers; None if it fails."""
@@ -113,6 +90,17 @@ def compose_plain(config_name: str, overrides: list[str]) -> dict | None:
             return OmegaConf.to_container(compose(config_name, overrides=overrides), resolve=False)
     except Exception:  # noqa: BLE001 -- whatever fails here, Hydra says it again, in its words, when it composes
         return None
+
+
+def nested_leaves(config_name: str, key: str, picks: list[str]) -> list[str]:
+    """The dotted keys of the config composed with these group picks whose last part is `key` (lr -> trainer.lr;
+    not optimizer.lr, which follows ${trainer.lr})."""
+    def leaves(node, prefix=""):
+        for k, v in node.items() if isinstance(node, dict) else ():
+            yield from leaves(v, f"{prefix}{k}.") if isinstance(v, dict) else [(f"{prefix}{k}", v)]
+    cfg = compose_plain(config_name, picks) or {}
+    return [k for k, v in leaves(cfg) if "." in k and k.rsplit(".", 1)[-1] == key and not k.startswith("hydra.")
+            and not str(v).startswith("${")]
 
 
 def unknown_nested(key: str, cfg: dict) -> str | None:
@@ -159,11 +147,12 @@ def check_plugin(group: str, option: str) -> None:
                         f"pip install -e \".[sweeps]\" (or pip install {dist})")
 
 
-def check_overrides(config_name: str, argv: list[str]) -> None:
-    """Raise a one-line UserError for the first override naming an unknown key or group option."""
+def check_overrides(config_name: str, line: CommandLine) -> None:
+    """Raise a one-line UserError for the first override naming an unknown key or group option (none when Hydra
+    answers the line itself: --help, --config-name ..., or a grammar error)."""
     from hydra.core.override_parser.types import OverrideType
 
-    overrides = parse(argv)
+    overrides = None if line.tree_flags else line.overrides
     if not overrides:
         return
     groups, keys = tool_groups(config_name), top_level_keys(config_name)
@@ -176,7 +165,10 @@ def check_overrides(config_name: str, argv: list[str]) -> None:
         if (o.type != OverrideType.CHANGE and not added) or top == "hydra" or o.package:
             continue
         if top not in groups and top not in keys:
-            raise UserError(unknown_key(top, groups, keys) + training_hint(config_name, top))
+            picks = [f"{o.key_or_group}={values_of(o)[0]}" for o in overrides if o.key_or_group in groups
+                     and len(values_of(o)) == 1]
+            nested = nested_leaves(config_name, top, picks) if top == key else []
+            raise UserError(unknown_key(top, groups, keys, nested) + training_hint(config_name, top))
         for value in values_of(o) if key in groups else []:
             if value is not None and str(value) not in groups[key]:
                 raise UserError(unknown_option(key, str(value), groups[key]))

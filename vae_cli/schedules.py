@@ -6,9 +6,11 @@ from the device and the host passes nothing per step). `__call__` picks the form
 tests/test_math.py checks both forms agree at every step.
 """
 import math
+from typing import Annotated
 
 import torch
 
+from vae_cli.checks import FRACTION, NONNEG, NONNEG_INT, OPT_POSITIVE_INT, POSITIVE_INT, UNIT, check_arguments
 from vae_cli.errors import ConfigError
 
 
@@ -28,24 +30,39 @@ class Schedule:
             return self.value(0)
         return self.tensor(step) if torch.is_tensor(step) else self.value(step)
 
+    def start_note(self, total_steps: int, scale: float = 1.0) -> str | None:
+        """What a run of `total_steps` should know about this schedule (times `scale`) at its start, or None."""
+        return None
+
 
 def _float(step: torch.Tensor) -> torch.Tensor:
     return step.to(torch.float32)
 
 
 class Constant(Schedule):
+    """beta_t = 1. warmup_steps is taken and unused, so one sweep can set schedule.warmup_steps for
+    objective=elbo,kl_annealing; a value set here is named in a warning at start."""
+
     constant = True
+
+    def __init__(self, warmup_steps: int | None = None):
+        self.warmup_steps = warmup_steps
 
     def value(self, step: int) -> float:
         return 1.0
+
+    def start_note(self, total_steps: int, scale: float = 1.0) -> str | None:
+        if self.warmup_steps is not None:
+            return (f"schedule.warmup_steps={self.warmup_steps} is unused: this objective keeps beta constant "
+                    f"(objective=kl_annealing warms it up)")
+        return None
 
 
 class LinearWarmup(Schedule):
     """Rises linearly from `start` to 1 over `warmup_steps`, then stays at 1 (KL annealing, Bowman et al. 2016)."""
 
-    def __init__(self, warmup_steps: int = 10000, start: float = 0.0):
-        if warmup_steps <= 0 or not 0.0 <= start <= 1.0:
-            raise ConfigError(f"schedule: warmup_steps={warmup_steps} must be > 0 and start={start} in [0, 1]")
+    def __init__(self, warmup_steps: Annotated[int, POSITIVE_INT] = 10000, start: Annotated[float, UNIT] = 0.0):
+        check_arguments("schedule", LinearWarmup, locals())
         self.warmup_steps, self.start = warmup_steps, start
 
     def value(self, step: int) -> float:
@@ -54,15 +71,22 @@ class LinearWarmup(Schedule):
     def tensor(self, step: torch.Tensor) -> torch.Tensor:
         return (self.start + (1.0 - self.start) * _float(step) / self.warmup_steps).clamp(max=1.0)
 
+    def start_note(self, total_steps: int, scale: float = 1.0) -> str | None:
+        end = self.value(total_steps - 1)  # at the run's last update
+        if end >= 1.0:
+            return None
+        return (f"the KL warm-up (schedule.warmup_steps={self.warmup_steps}) is longer than the run "
+                f"({total_steps} steps): beta ends at {scale * end:.2f}, not {scale:g}; to reach it, e.g. "
+                f"schedule.warmup_steps={max(total_steps // 2, 1)} (half the run)")
+
 
 class Cyclical(Schedule):
     """Fu et al. 2019: `n_cycles` cycles over `total_steps`; each rises linearly over the first `ratio` of the
     cycle, then holds at 1. `total_steps` is filled in from the run length."""
 
-    def __init__(self, total_steps: int, n_cycles: int = 4, ratio: float = 0.5):
-        if total_steps <= 0 or n_cycles <= 0 or not 0.0 < ratio <= 1.0:
-            raise ConfigError(f"schedule: total_steps={total_steps}, n_cycles={n_cycles} must be > 0 "
-                              f"and ratio={ratio} in (0, 1]")
+    def __init__(self, total_steps: Annotated[int, POSITIVE_INT], n_cycles: Annotated[int, POSITIVE_INT] = 4,
+                 ratio: Annotated[float, FRACTION] = 0.5):
+        check_arguments("schedule", Cyclical, locals())
         self.period = math.ceil(total_steps / n_cycles)
         if self.period < 2:  # every step would start a cycle: beta = 0 throughout
             raise ConfigError(f"schedule: n_cycles={n_cycles} cycles over {total_steps} steps leave one step per "
@@ -99,13 +123,15 @@ class Weight:
     (or tempered log-weights) is injected with. Returns a float for an int step (and for a constant
     schedule), a 0-dim tensor for a step tensor."""
 
-    def __init__(self, beta: float = 1.0, schedule: Schedule | None = None):
-        if not beta >= 0:
-            raise ConfigError(f"objective: beta={beta} must be >= 0")
+    def __init__(self, beta: Annotated[float, NONNEG] = 1.0, schedule: Schedule | None = None):
+        check_arguments("objective.weight", Weight, locals())
         self.beta, self.schedule = float(beta), schedule or Constant()
 
     def __call__(self, step):
         return self.beta * self.schedule(step)
+
+    def start_note(self, total_steps: int) -> str | None:
+        return self.schedule.start_note(total_steps, self.beta)
 
 
 class LRSchedule(Schedule):
@@ -131,6 +157,10 @@ class LRSchedule(Schedule):
             else:
                 group["lr"] = base * float(factor)
 
+    def budget_note(self, passes: float) -> str | None:
+        """What a run of `passes` passes over the training set should know about this schedule, or None."""
+        return None
+
     def state_dict(self) -> dict:
         return {"base_lrs": list(self.base_lrs)}
 
@@ -149,8 +179,10 @@ class CosineLR(LRSchedule):
     """Linear warm-up from lr/warmup_steps to lr over `warmup_steps`, then a cosine from lr to min_factor * lr
     at the last step (Loshchilov & Hutter 2017, without restarts)."""
 
-    def __init__(self, optimizer, total_steps: int, warmup_steps: int = 0, min_factor: float = 0.0):
+    def __init__(self, optimizer, total_steps: int, warmup_steps: Annotated[int, NONNEG_INT] = 0,
+                 min_factor: float = 0.0):
         super().__init__(optimizer, total_steps)
+        check_arguments("lr_schedule", CosineLR, locals())
         if not (isinstance(warmup_steps, int) and 0 <= warmup_steps < total_steps) or not 0 <= min_factor <= 1:
             raise ConfigError(f"lr_schedule: warmup_steps={warmup_steps} must be in [0, {total_steps}) "
                               f"(the run's steps) and min_factor={min_factor} in [0, 1]")
@@ -173,8 +205,10 @@ class CosineLR(LRSchedule):
 class StepLR(LRSchedule):
     """lr * gamma^(step // step_size); step_size null: a quarter of the run."""
 
-    def __init__(self, optimizer, total_steps: int, step_size: int | None = None, gamma: float = 0.5):
+    def __init__(self, optimizer, total_steps: int, step_size: Annotated[int | None, OPT_POSITIVE_INT] = None,
+                 gamma: float = 0.5):
         super().__init__(optimizer, total_steps)
+        check_arguments("lr_schedule", StepLR, locals())
         self.step_size, self.gamma = step_size or max(1, total_steps // 4), float(gamma)
         if not (isinstance(self.step_size, int) and self.step_size > 0) or not 0 < self.gamma <= 1:
             raise ConfigError(f"lr_schedule: step_size={step_size} must be a positive integer and gamma={gamma} "
@@ -201,10 +235,21 @@ class IWAEPaperLR(LRSchedule):
         ends = [sum(passes[: i + 1]) / sum(passes) for i in range(stages - 1)]
         self.starts = [round(total_steps * f) for f in ends]  # the first step of stages 1 .. stages-1
         self.decay = final_factor ** (1 / (stages - 1))
+        self.design = sum(passes)  # the passes the stages were laid out for (the paper: 3280)
         self._starts = {}  # device -> the starts as a tensor, made in an eager step before any capture
 
     def value(self, step: int) -> float:
         return self.decay ** sum(step >= s for s in self.starts)
+
+    def budget_note(self, passes: float, low: float = 0.2) -> str | None:
+        """A run under a tenth of the design: its first stages (the high lr) shrink to a few steps."""
+        if passes >= self.design / 10:
+            return None
+        stage = next((i for i in range(1, len(self.starts) + 1) if self.decay**i <= low), len(self.starts))
+        share = 1 - self.starts[stage - 1] / self.total_steps  # the steps from that stage on
+        return (f"lr_schedule=iwae_paper lays its stages out for {self.design:g} passes over the data; this run makes "
+                f"{passes:.3g}, so {share:.0%} of its steps run at lr <= {self.base_lrs[0] * self.decay**stage:.2g}. "
+                f"For a short run use lr_schedule=cosine; for the paper's recipe, max_epochs={self.design:g}")
 
     def tensor(self, step: torch.Tensor) -> torch.Tensor:
         if step.device not in self._starts:

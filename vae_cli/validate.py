@@ -1,69 +1,30 @@
-"""Start-up checks: every value a user types is checked before data is loaded or a step is spent.
+"""Start-up checks that no single part owns: the top-level keys train.yaml declares, and rules that span parts
+(the device and the step, the data and the batch or the likelihood).
 
-Each failure is one `ConfigError` naming the key, the offending value and what is allowed. Keys absent
-from the composed config (an option without that knob) are skipped.
+Every part checks its own arguments, with the rules annotated on them (checks.py); the plan applies those
+rules to the config before anything is built or loaded. Each failure is one `ConfigError` naming the key, the
+offending value and what is allowed. Keys absent from the composed config are skipped.
 """
 import errno
 import importlib.resources
-import math
 import os
-from numbers import Real
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from vae_cli.checks import INT, NONNEG, OPT_POSITIVE_INT, POSITIVE_INT, Rule
 from vae_cli.errors import ConfigError, UserError
 
+SEED = Rule(lambda x: INT.ok(x) and -2**63 <= x < 2**64, "an integer in [-2**63, 2**64 - 1] (what torch can seed)")
+RESUME = Rule(lambda x: x is None or (isinstance(x, (bool, str)) and x != ""), "true, false or a run dir / checkpoint path")
 
-def _int(x) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool)
-
-
-def _num(x) -> bool:
-    return isinstance(x, Real) and not isinstance(x, bool) and math.isfinite(x)
-
-
-# (predicate, what the value must be): shared by the rules below
-POSITIVE_INT = (lambda x: _int(x) and x > 0, "a positive integer")
-NONNEG_INT = (lambda x: _int(x) and x >= 0, "an integer >= 0")
-POSITIVE = (lambda x: _num(x) and x > 0, "a finite number > 0")
-NONNEG = (lambda x: _num(x) and x >= 0, "a finite number >= 0")
-OPT_POSITIVE_INT = (lambda x: x is None or POSITIVE_INT[0](x), "a positive integer or null")
-OPT_POSITIVE = (lambda x: x is None or POSITIVE[0](x), "a number > 0 or null")
-INT = (_int, "an integer")
-SEED = (lambda x: _int(x) and -2**63 <= x < 2**64, "an integer in [-2**63, 2**64 - 1] (what torch can seed)")
-SIZES = (lambda x: isinstance(x, list) and all(POSITIVE_INT[0](v) for v in x), "a list of positive integers")
-WIDTHS = (lambda x: SIZES[0](x) and len(x) > 0, "a non-empty list of positive integers (the last is the feature width)")
-BOOL = (lambda x: isinstance(x, bool), "true or false")
-RESUME = (lambda x: x is None or (isinstance(x, (bool, str)) and x != ""), "true, false or a run dir / checkpoint path")
-
-RULES = {
-    "latent_dim": POSITIVE_INT, "beta": NONNEG, "seed": SEED, "max_steps": OPT_POSITIVE_INT,
-    "max_epochs": OPT_POSITIVE_INT, "resume": RESUME,
-    "objective.weight.beta": NONNEG, "trainer.threads": (lambda x: x is None or POSITIVE_INT[0](x), "a positive integer or null"),
-    "trainer.cuda_graph": (lambda x: x in (True, False, "auto"), "auto, true or false"),
-    "optimizer.weight_decay": NONNEG, "lr_schedule.warmup_steps": NONNEG_INT, "lr_schedule.step_size": OPT_POSITIVE_INT, "objective.free_bits": NONNEG, "objective.num_samples": POSITIVE_INT,
-    "trainer.batch_size": POSITIVE_INT, "trainer.lr": POSITIVE,
-    "trainer.grad_clip": OPT_POSITIVE, "trainer.log_every": POSITIVE_INT, "trainer.eval_every": OPT_POSITIVE_INT,
-    "trainer.eval_batch_size": POSITIVE_INT, "trainer.num_images": POSITIVE_INT,
-    "trainer.keep_last": NONNEG_INT, "trainer.max_skips": POSITIVE_INT,
-    "trainer.nonfinite": (lambda x: x in ("raise", "skip"), "raise or skip"),
-    "dataset.split_seed": INT, "dataset.download": BOOL,
-    "dataset.num_train": POSITIVE_INT, "dataset.num_val": POSITIVE_INT, "dataset.num_test": POSITIVE_INT,
-    "dataset.num_classes": POSITIVE_INT, "dataset.binarizable": BOOL,
-    "dataset.image_shape": (lambda x: isinstance(x, list) and len(x) == 3 and all(POSITIVE_INT[0](v) for v in x),
-                            "a list [C, H, W] of three positive integers"),
-    "likelihood.sigma": POSITIVE, "likelihood.min_sigma": POSITIVE,
-    "schedule.warmup_steps": POSITIVE_INT, "schedule.start": (lambda x: _num(x) and 0 <= x <= 1, "in [0, 1]"),
-    "posterior.min_scale": NONNEG, "prior.min_scale": NONNEG, "model.encoder.hidden_sizes": WIDTHS,
-    "model.decoder.hidden_sizes": SIZES, "model.hidden_sizes": SIZES,
-    "schedule.n_cycles": POSITIVE_INT, "schedule.ratio": (lambda x: _num(x) and 0 < x <= 1, "in (0, 1]"),
-}
+RULES = {"latent_dim": POSITIVE_INT, "beta": NONNEG, "seed": SEED, "max_steps": OPT_POSITIVE_INT,
+         "max_epochs": OPT_POSITIVE_INT, "resume": RESUME}  # train.yaml's own keys
 
 
 def validate_config(cfg: DictConfig) -> None:
-    """Types and ranges of every known knob; raises one ConfigError for the first bad value."""
+    """The top-level keys and RULES; raises one ConfigError for the first bad value."""
     try:
         plain = OmegaConf.to_container(cfg, resolve=True)
     except OmegaConfBaseException as e:
@@ -119,6 +80,14 @@ def check_device(cfg: DictConfig, device) -> None:
         why = graph_obstacle(device, bool(cfg.trainer.get("compile")), distributed.world_size() > 1)
         if why:
             raise refusal(why)
+
+
+def check_likelihood(model, data, choices: dict) -> None:
+    """A binary likelihood (Bernoulli) needs binarizable images."""
+    if model.likelihood.binary and not data.binarizable:
+        raise ConfigError(f"likelihood={choices.get('likelihood', 'bernoulli')} needs binarizable greyscale "
+                          f"images, but dataset={data.name} holds 8-bit colour images: use likelihood=discretized_logistic "
+                          f"or likelihood=gaussian")
 
 
 def validate_data(cfg: DictConfig, num_train: int) -> None:

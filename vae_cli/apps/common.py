@@ -43,8 +43,8 @@ def output_dir(cfg: DictConfig, ckpt: Path, default_name: str) -> tuple[Path, Pa
     run_dir = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
     if cfg.get("out"):
         out = Path(str(cfg.out)).expanduser()
-        return out, out / "tb"
-    return run_dir / default_name, run_dir / "tb"
+        return out, out
+    return run_dir / default_name, run_dir  # the training run's events are in its run dir: one TensorBoard run
 
 
 def check_out_dir(out: Path, what: str) -> None:

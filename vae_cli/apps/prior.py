@@ -12,7 +12,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from torchvision.utils import make_grid, save_image
 
 from vae_cli.apps.common import resolve_checkpoint
-from vae_cli.build import build_code_prior, build_trainer, load_model_from_checkpoint, resolve_device
+from vae_cli.build import (build_code_prior, build_trainer, load_model_from_checkpoint, resolve_device,
+                           resumable_keys)
 from vae_cli.training.checkpoint import check_version, load_checkpoint, save_checkpoint, seed_everything
 from vae_cli.data import Split, prepare_fixed
 from vae_cli.errors import ConfigError, UserError
@@ -21,7 +22,7 @@ from vae_cli.models.base import LatentKind, Metric, require_kind
 from vae_cli.models.vq import VQVAE
 from vae_cli.pictures import decode_images
 from vae_cli.training.knobs import Evaluation
-from vae_cli.training.resume import check_resumable, find_checkpoint, wants_resume
+from vae_cli.training.resume import RUN_KEYS, check_resumable, find_checkpoint, wants_resume
 from vae_cli.training.task import RandomBatches, Task
 from vae_cli.training.trainer import Run
 
@@ -150,7 +151,7 @@ def fit_code_prior(cfg: DictConfig, run_dir: str | Path, stop=None) -> dict:
     net = build_code_prior(cfg, model.posterior.num_codes)
     config = OmegaConf.to_container(cfg, resolve=True)
     if resume:
-        check_resumable(*resume, config)
+        check_resumable(*resume, config, RUN_KEYS + resumable_keys(cfg))
     log.info(f"code prior over {tuple(train.shape[1:])} grids of {net.num_codes} codes; {len(train)} train / "
              f"{len(val)} val grids; {sum(p.numel() for p in net.parameters()):,} parameters")
     task = CodePriorTask(net, model, train, val, run_dir)

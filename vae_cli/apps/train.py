@@ -5,17 +5,15 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from vae_cli.build import (build_data, build_data_free, build_model, check_compatible, check_config, check_kinds,
-                           check_objective, resolve_device, set_num_classes, set_run_length)
+from vae_cli.build import build_data, build_model
 from vae_cli.data.cache import check_device_fits
 from vae_cli.pictures import summary
-from vae_cli.training import distributed
+from vae_cli.plan import fit_to_data, make_plan
 from vae_cli.training.checkpoint import seed_everything
 from vae_cli.training.progress import clock
 from vae_cli.training.trainer import Run
 from vae_cli.training.vae_task import VAETask
-from vae_cli.training.resume import check_resumable, find_checkpoint, keep_first_start, wants_resume
-from vae_cli.validate import check_device, check_writable, validate_data
+from vae_cli.validate import check_likelihood
 
 log = logging.getLogger("vae_cli")
 
@@ -34,38 +32,32 @@ def run_training(cfg: DictConfig, run_dir: str | Path, choices: dict | None = No
 
     Every check runs before the first step; `ready(resume)` is called once they all passed, before anything is
     written to the run dir (rundir.RunDir.accept); `stop` (signals.StopFlag) asks the trainer to save and stop."""
-    choices, started = choices or {}, time.monotonic()
-    check_config(cfg)
-    check_kinds(cfg, choices)  # group options that cannot combine, from the declared kinds, before data loads
-    device = distributed.rank_device(resolve_device(cfg.device))
-    check_device(cfg, device)
-    resume = find_checkpoint(Path(run_dir), cfg.resume) if wants_resume(cfg.get("resume")) else None
-    if resume:
-        keep_first_start(cfg, resume[0])  # e.g. the cyclical schedule's period
-    parts = build_data_free(cfg)  # their constructors' checks fire before data loads
-    check_writable(Path(run_dir) / "checkpoints")
+    started = time.monotonic()
+    plan = make_plan(cfg, Path(run_dir), choices)  # every check that needs no data; the data-free parts
     seed_everything(cfg.seed)
     data = build_data(cfg)
-    check_device_fits(data.nbytes, device)
-    validate_data(cfg, len(data.train))
-    set_run_length(cfg, len(data.train))
-    set_num_classes(cfg, data.num_classes)
-    if resume:
-        check_resumable(*resume, OmegaConf.to_container(cfg, resolve=True))
-    objective, trainer = parts or build_data_free(cfg)
+    check_device_fits(data.nbytes, plan.device)
+    objective, trainer = fit_to_data(plan, data)
     model = build_model(cfg, data.image_shape)
-    check_compatible(model, data, choices)
-    check_objective(model, objective, choices)
-    n_params = sum(p.numel() for p in model.parameters())
-    log.info(f"{data.name}: {len(data.train)} train / {len(data.val)} val images of shape {data.image_shape}; "
-             f"model {n_params:,} parameters; {cfg.max_steps} steps on {device}")
-    config = OmegaConf.to_container(cfg, resolve=True)
+    check_likelihood(model, data, plan.choices)
+    log.info(f"data: {data.name}, {len(data.train):,} train / {len(data.val):,} val images of "
+             f"{'x'.join(map(str, data.image_shape))}")
+    if objective.weight is not None and (note := objective.weight.start_note(cfg.max_steps)):
+        log.warning(note)  # e.g. a KL warm-up longer than the run
     if ready is not None:
-        ready(resume)
-    if resume:
-        log.info(f"resuming from {resume[1]}")
-    val = trainer.fit(VAETask(model, objective, data), device, Run(Path(run_dir), config, hparams(cfg, choices)),
-                      resume=resume and resume[0], stop=stop)
-    log.info(f"done: val {summary(val)} after {cfg.max_steps} steps in {clock(time.monotonic() - started)}; "
-             f"run dir {Path(run_dir).resolve()}; best checkpoint {Path(run_dir).resolve() / 'checkpoints' / 'best.pt'}")
+        ready(plan.resume)
+    if plan.resume:
+        log.info(f"resuming from {plan.resume[1]}")
+    run = Run(Path(run_dir), OmegaConf.to_container(cfg, resolve=True), hparams(cfg, plan.choices))
+    val = trainer.fit(VAETask(model, objective, data), plan.device, run, resume=plan.resume and plan.resume[0],
+                      stop=stop)
+    log.info(done_line(cfg.max_steps, trainer.earlier_s, time.monotonic() - started, plan.resume, val))
+    log.info(f"best checkpoint: {Path(run_dir).resolve() / 'checkpoints' / 'best.pt'}")
     return val
+
+
+def done_line(steps: int, earlier_s: float, segment_s: float, resume, val: dict) -> str:
+    """The run's steps and wall time (after a resume: the whole run's, earlier segments up to the checkpoint
+    resumed included, then this segment's) and its final validation."""
+    segment = f" (this segment {clock(segment_s)}, from step {resume[0]['step']:,})" if resume else ""
+    return f"done: {steps:,} steps in {clock(earlier_s + segment_s)}{segment}; val {summary(val)}"

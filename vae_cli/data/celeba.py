@@ -2,9 +2,11 @@
 official train/val/test partition; decoded once and cached like a folder. Never downloads."""
 import os
 from pathlib import Path
+from typing import Annotated
 
 import torch
 
+from vae_cli.checks import RESUMABLE
 from vae_cli.data.folder import decoded, make_transform
 from vae_cli.data.images import ImageData, Split, data_root
 from vae_cli.data.scan import Listing, stats
@@ -13,8 +15,8 @@ from vae_cli.errors import DataError
 IMAGES, PARTITION = "img_align_celeba", "list_eval_partition.txt"
 
 
-def celeba_images(root: str | None = None, image_size: int = 64, crop: int | None = 148, channels: int = 3,
-                  cache_dir: str | None = None) -> ImageData:
+def celeba_images(root: Annotated[str | None, RESUMABLE] = None, image_size: int = 64, crop: int | None = 148, channels: int = 3,
+                  cache_dir: Annotated[str | None, RESUMABLE] = None) -> ImageData:
     """<root>/celeba/img_align_celeba/*.jpg split by <root>/celeba/list_eval_partition.txt (0 train, 1 val,
     2 test); no labels (one class)."""
     folder = data_root(root) / "celeba"

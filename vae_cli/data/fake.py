@@ -1,16 +1,21 @@
 """Deterministic synthetic images for fast tests; no files needed."""
+from typing import Annotated
+
 import torch
 import torch.nn.functional as F
 
+from vae_cli.checks import BOOL, POSITIVE_INT, SHAPE, check_arguments
 from vae_cli.data.images import ImageData, Split
 
 
-def fake_images(num_train: int = 512, num_val: int = 128, num_test: int = 128,
-                image_shape: tuple[int, int, int] = (1, 28, 28), num_classes: int = 10, seed: int = 0,
-                binarizable: bool = True) -> ImageData:
+def fake_images(num_train: Annotated[int, POSITIVE_INT] = 512, num_val: Annotated[int, POSITIVE_INT] = 128,
+                num_test: Annotated[int, POSITIVE_INT] = 128, image_shape: Annotated[tuple, SHAPE] = (1, 28, 28),
+                num_classes: Annotated[int, POSITIVE_INT] = 10, seed: int = 0,
+                binarizable: Annotated[bool, BOOL] = True) -> ImageData:
     """Deterministic synthetic images for fast tests: one blocky template per class plus pixel noise.
 
     binarizable=false makes them stand in for 8-bit colour data (CIFAR-like) in compatibility checks."""
+    check_arguments("dataset", fake_images, locals())
     g = torch.Generator().manual_seed(seed)
     c, h, w = image_shape
     templates = (torch.rand(num_classes, c, max(h // 4, 1), max(w // 4, 1), generator=g) > 0.6).float()

@@ -2,10 +2,12 @@
 into a uint8 cache, then split train/val/test with a seed."""
 import logging
 from pathlib import Path
+from typing import Annotated
 
 import torch
 from PIL import Image
 
+from vae_cli.checks import RESUMABLE, SPLIT
 from vae_cli.data import cache
 from vae_cli.data.decode import BAD, MODES, WRONG_SIZE, Transform, decode_all
 from vae_cli.data.images import ImageData, seeded_split, split_size
@@ -30,9 +32,9 @@ def make_transform(channels: int, image_size: int | None, crop: int | None, firs
     return Transform(channels, image_size, crop, size)
 
 
-def folder_images(path: str | None, image_size: int | None = 64, crop: int | None = None, channels: int = 3,
-                  val_size: int | float = 0.05, test_size: int | float = 0.05, split_seed: int = 0,
-                  cache_dir: str | None = None) -> ImageData:
+def folder_images(path: Annotated[str | None, RESUMABLE], image_size: int | None = 64, crop: int | None = None, channels: int = 3,
+                  val_size: Annotated[int | float, SPLIT] = 0.05, test_size: Annotated[int | float, SPLIT] = 0.05, split_seed: int = 0,
+                  cache_dir: Annotated[str | None, RESUMABLE] = None) -> ImageData:
     """Every image under `path` (recursively). Class sub-folders -> labels 0..K-1 (sorted names); a flat
     folder -> one class. val_size/test_size: a count or a fraction of all images."""
     root = existing_folder(path)

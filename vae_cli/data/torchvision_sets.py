@@ -7,11 +7,13 @@ import os
 import pickle
 import shutil
 from pathlib import Path
+from typing import Annotated
 from urllib.error import URLError
 
 import torch
 import torchvision
 
+from vae_cli.checks import BOOL, INT, RESUMABLE, SPLIT, check_arguments
 from vae_cli.data.images import ImageData, Split, data_root, seeded_split, split_size
 from vae_cli.data.scan import has_images
 from vae_cli.errors import ConfigError, DataError
@@ -44,11 +46,13 @@ def dataset_class(name: str) -> type:
     return CIFAR10Files if name == "CIFAR10" else getattr(torchvision.datasets, name)
 
 
-def torchvision_images(name: str, root: str | None = None, val_size: int | float = 5000, split_seed: int = 0,
-                       binarizable: bool = True, download: bool = True) -> ImageData:
+def torchvision_images(name: str, root: Annotated[str | None, RESUMABLE] = None, val_size: Annotated[int | float, SPLIT] = 5000,
+                       split_seed: Annotated[int, INT] = 0, binarizable: Annotated[bool, BOOL] = True,
+                       download: Annotated[bool, BOOL, RESUMABLE] = True) -> ImageData:
     """A torchvision image dataset (MNIST, FashionMNIST, CIFAR10); the train set is split into train/val.
 
     Files already under `root` are used as they are; otherwise torchvision downloads them if `download`."""
+    check_arguments("dataset", torchvision_images, locals())
     cls = dataset_class(name)
     root_dir = data_root(root)
     refuse_image_folder(cls, root_dir, name)

@@ -1,15 +1,18 @@
 """Decoders: latents (N, D) -> likelihood parameters (N, out_channels, H, W)."""
 from math import prod
+from typing import Annotated
 
 import torch
 import torch.nn as nn
 
+from vae_cli.checks import SIZES, check_arguments
 from vae_cli.models.layers import act_layer, auto_channels, check_halvable, conv_stages, mlp
 
 
 class MLPDecoder(nn.Module):
     def __init__(self, latent_dim: int, image_shape: tuple[int, int, int], out_channels: int,
-                 hidden_sizes: list[int] = (256, 512), activation: str = "ReLU"):
+                 hidden_sizes: Annotated[list[int], SIZES] = (256, 512), activation: str = "ReLU"):
+        check_arguments("model.decoder", MLPDecoder, locals())
         super().__init__()
         _, h, w = image_shape
         self.out_shape = (out_channels, h, w)

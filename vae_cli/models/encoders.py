@@ -1,14 +1,18 @@
 """Encoders: images (B, C, H, W) -> features (B, out_features); a posterior head turns features into q(z|x)."""
 from math import prod
+from typing import Annotated
 
 import torch
 import torch.nn as nn
 
+from vae_cli.checks import WIDTHS, check_arguments
 from vae_cli.models.layers import act_layer, auto_channels, check_halvable, conv_stages, mlp
 
 
 class MLPEncoder(nn.Module):
-    def __init__(self, image_shape: tuple[int, int, int], hidden_sizes: list[int] = (512, 256), activation: str = "ReLU"):
+    def __init__(self, image_shape: tuple[int, int, int], hidden_sizes: Annotated[list[int], WIDTHS] = (512, 256),
+                 activation: str = "ReLU"):
+        check_arguments("model.encoder", MLPEncoder, locals())
         super().__init__()
         self.net = mlp([prod(image_shape), *hidden_sizes], activation, final_activation=True)
         self.out_features = hidden_sizes[-1]

@@ -3,13 +3,14 @@
 log q(z_L|x) = log N(z_0; mu, sigma) - sum_l log |det dz_l/dz_{l-1}|, known at the posterior's own samples
 (the flows are never inverted). Planar flows: Rezende & Mohamed 2015; IAF: Kingma et al. 2016.
 """
-from typing import Callable
+from typing import Annotated, Callable
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.distributions import Distribution, Independent, constraints
 
+from vae_cli.checks import NONNEG, check_arguments
 from vae_cli.errors import ConfigError
 from vae_cli.models.base import PosteriorHead
 from vae_cli.models.posteriors import DiagonalGaussian
@@ -61,8 +62,10 @@ class PlanarFlowPosterior(PosteriorHead):
 
     density_anywhere = has_mean = False  # log q only at its own samples; E_q[z] has no closed form
 
-    def __init__(self, in_features: int, latent_dim: int, num_layers: int = 4, min_scale: float = 1e-5):
+    def __init__(self, in_features: int, latent_dim: int, num_layers: int = 4,
+                 min_scale: Annotated[float, NONNEG] = 1e-5):
         super().__init__()
+        check_arguments("posterior", PlanarFlowPosterior, locals())
         if num_layers < 1:
             raise ConfigError(f"posterior.num_layers={num_layers} must be >= 1")
         self.base = DiagonalGaussian(in_features, latent_dim, min_scale)
@@ -119,7 +122,7 @@ class IAFPosterior(PosteriorHead):
     density_anywhere = has_mean = False
 
     def __init__(self, in_features: int, latent_dim: int, num_layers: int = 2, hidden: int = 128,
-                 forget_bias: float = 1.0, min_scale: float = 1e-5):
+                 forget_bias: float = 1.0, min_scale: Annotated[float, NONNEG] = 1e-5):
         super().__init__()
         if num_layers < 1 or hidden < 1:
             raise ConfigError(f"posterior.num_layers={num_layers} and posterior.hidden={hidden} must be >= 1")

@@ -5,10 +5,13 @@ Inference, ladder style: a deterministic bottom-up pass d_0 = f_0(x), d_l = f_l(
 q(z_L | x) = posterior(d_{L-1}) and q(z_l | z_{l+1}, x) = N(MLP([z_{l+1}, d_{l-1}])).
 The prior and posterior groups supply p(z_L) and q(z_L | x), so prior=vamp and posterior=iaf apply to the top.
 """
+from typing import Annotated
+
 import torch
 import torch.nn as nn
 from torch.distributions import Distribution, kl_divergence
 
+from vae_cli.checks import SIZES, WIDTHS, check_arguments
 from vae_cli.errors import ConfigError
 from vae_cli.models.layers import mlp
 from vae_cli.models.posteriors import DiagonalGaussian
@@ -19,8 +22,9 @@ from vae_cli.models.vae import kl_per_dim, sample_with_log_prob
 class LadderEncoder(nn.Module):
     """x -> [d_0, ..., d_{L-1}]: an MLP on the image, then one MLP block per stochastic layer above z_1."""
 
-    def __init__(self, image_shape: tuple[int, int, int], hidden_sizes: list[int] = (200, 200),
+    def __init__(self, image_shape: tuple[int, int, int], hidden_sizes: Annotated[list[int], WIDTHS] = (200, 200),
                  block_sizes: list[list[int]] = ((100, 100),), activation: str = "Tanh"):
+        check_arguments("model.encoder", LadderEncoder, locals())
         super().__init__()
         sizes = [list(hidden_sizes), *[list(b) for b in block_sizes]]
         ins = [int(torch.tensor(image_shape).prod())] + [s[-1] for s in sizes[:-1]]
@@ -61,7 +65,8 @@ class HierarchicalVAE(DensityFamily):
 
     def __init__(self, encoder: LadderEncoder, posterior: nn.Module, decoder: nn.Module, likelihood: nn.Module,
                  prior: nn.Module, latent_dim: int, lower_dims: list[int] = (100,),
-                 hidden_sizes: list[int] = (100, 100), activation: str = "Tanh"):
+                 hidden_sizes: Annotated[list[int], SIZES] = (100, 100), activation: str = "Tanh"):
+        check_arguments("model", HierarchicalVAE, locals())
         super().__init__(encoder, posterior, decoder, likelihood, prior)
         if not isinstance(encoder, LadderEncoder) or len(encoder.feature_sizes) != len(lower_dims) + 1:
             blocks = len(getattr(encoder, "feature_sizes", [None])) - 1

@@ -5,12 +5,14 @@ dimension separate its log-density from a log-probability of the 8-bit values (`
 so that bits/dim is comparable with the literature.
 """
 import math
+from typing import Annotated
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.distributions import Bernoulli, Distribution, Independent, Normal
 
+from vae_cli.checks import POSITIVE, check_arguments
 from vae_cli.errors import ConfigError
 
 
@@ -59,15 +61,14 @@ class GaussianLikelihood(PixelLikelihood):
     binary = False
     discrete_offset = math.log(256.0)  # density on [0,1] vs. probability of one of 256 bins
 
-    def __init__(self, image_shape: tuple[int, int, int], sigma: float = 0.1, sigma_mode: str = "fixed",
-                 min_sigma: float = 1e-3):
+    def __init__(self, image_shape: tuple[int, int, int], sigma: Annotated[float, POSITIVE] = 0.1,
+                 sigma_mode: str = "fixed", min_sigma: Annotated[float, POSITIVE] = 1e-3):
         super().__init__()
+        check_arguments("likelihood", GaussianLikelihood, locals())
         self.image_shape = tuple(image_shape)
         shapes = {"fixed": None, "global": (1, 1, 1), "per_pixel": tuple(image_shape)}
         if sigma_mode not in shapes:
             raise ConfigError(f"likelihood.sigma_mode={sigma_mode!r}; choose one of {sorted(shapes)}")
-        if not sigma > 0 or not min_sigma > 0:
-            raise ConfigError(f"likelihood.sigma={sigma} and min_sigma={min_sigma} must be > 0")
         self.sigma_mode, self.min_sigma = sigma_mode, min_sigma
         raw = torch.full(shapes[sigma_mode] or (1, 1, 1), math.log(math.expm1(sigma)))  # softplus^-1(sigma)
         if sigma_mode == "fixed":

@@ -5,11 +5,14 @@ and a Gaussian sample, then give z_d the gradient of the conditional CDF F_d(z_d
 dz_d = -dF_d / q(z_d | z_<d). The sample is an exact draw from q, so the ELBO stays a bound; the gradient
 reaches the mixture weights. The KL to the prior has no closed form: objectives use log q - log p.
 """
+from typing import Annotated
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.distributions import Categorical, Distribution, Normal, constraints
 
+from vae_cli.checks import NONNEG, check_arguments
 from vae_cli.errors import ConfigError
 from vae_cli.models.base import PosteriorHead
 
@@ -66,8 +69,10 @@ class GaussianMixture(Distribution):
 class MixturePosterior(PosteriorHead):
     """Encoder features (B, F) -> a C-component diagonal Gaussian mixture over (latent_dim,)."""
 
-    def __init__(self, in_features: int, latent_dim: int, num_components: int = 4, min_scale: float = 1e-5):
+    def __init__(self, in_features: int, latent_dim: int, num_components: int = 4,
+                 min_scale: Annotated[float, NONNEG] = 1e-5):
         super().__init__()
+        check_arguments("posterior", MixturePosterior, locals())
         if num_components < 1:
             raise ConfigError(f"posterior.num_components={num_components} must be >= 1")
         self.head = nn.Linear(in_features, num_components * (2 * latent_dim + 1))

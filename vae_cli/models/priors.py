@@ -1,11 +1,13 @@
 """Continuous priors p(z): `prior(encode)` returns a torch distribution with event shape (latent_dim,)."""
 import math
+from typing import Annotated
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.distributions import Categorical, Distribution, Independent, MixtureSameFamily, Normal
 
+from vae_cli.checks import NONNEG, check_arguments
 from vae_cli.errors import ConfigError
 from vae_cli.models.base import Encode, Prior
 
@@ -23,8 +25,10 @@ class StandardNormal(Prior):
 class MixturePrior(Prior):
     """p(z) = sum_k pi_k N(z; mu_k, diag sigma_k^2) with learned weights, means and scales."""
 
-    def __init__(self, latent_dim: int, num_components: int = 10, init_spread: float = 1.0, min_scale: float = 1e-3):
+    def __init__(self, latent_dim: int, num_components: int = 10, init_spread: float = 1.0,
+                 min_scale: Annotated[float, NONNEG] = 1e-3):
         super().__init__()
+        check_arguments("prior", MixturePrior, locals())
         if num_components < 1:
             raise ConfigError(f"prior.num_components={num_components} must be >= 1")
         self.logits = nn.Parameter(torch.zeros(num_components))

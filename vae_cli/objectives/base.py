@@ -4,11 +4,11 @@ Variants override `loss` (and `model_terms` when they call another model method)
 computed from the step alone: an int step gives floats (logging, validation), a 0-dim int64 step tensor
 gives device tensors (the training step, which may be captured once as a CUDA graph and replayed).
 """
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
 import torch
 
-from vae_cli.errors import ConfigError
+from vae_cli.checks import POSITIVE_INT, check_arguments
 from vae_cli.models.base import DensityFamily
 from vae_cli.schedules import Weight
 
@@ -19,9 +19,8 @@ class Objective:
     requires: ClassVar[type] = DensityFamily  # the family contract whose method `model_terms` calls
     latent_kinds: ClassVar[frozenset | None] = None  # the latent kinds it fits; None: every kind of `requires`
 
-    def __init__(self, weight: Weight | None = None, num_samples: int = 1):
-        if not (isinstance(num_samples, int) and num_samples >= 1):
-            raise ConfigError(f"objective: num_samples={num_samples} must be an integer >= 1")
+    def __init__(self, weight: Weight | None = None, num_samples: Annotated[int, POSITIVE_INT] = 1):
+        check_arguments("objective", Objective, locals())
         self.weight, self.num_samples = weight, num_samples
 
     def knobs(self, step) -> dict:

@@ -5,9 +5,11 @@ R is the KL, or with free bits lambda, sum_j max(lambda, KL_j averaged over the 
 beta_t = beta * schedule(step) is the injected `Weight` (objectives/base.py).
 """
 import math
+from typing import Annotated
 
 import torch
 
+from vae_cli.checks import NONNEG, check_arguments
 from vae_cli.errors import ConfigError
 from vae_cli.objectives.base import Objective
 from vae_cli.schedules import Weight
@@ -59,10 +61,9 @@ def elbo_terms(t, loss, x, likelihood) -> dict[str, torch.Tensor]:
 class ELBO(Objective):
     """ELBO with the weight beta_t and free bits; `num_samples` reparameterized samples per example."""
 
-    def __init__(self, weight: Weight | None = None, free_bits: float = 0.0, num_samples: int = 1):
+    def __init__(self, weight: Weight | None = None, free_bits: Annotated[float, NONNEG] = 0.0, num_samples: int = 1):
+        check_arguments("objective", ELBO, locals())
         super().__init__(weight or Weight(), num_samples)
-        if not free_bits >= 0:
-            raise ConfigError(f"objective: free_bits={free_bits} must be >= 0")
         self.free_bits = float(free_bits)
 
     def loss(self, t, knobs: dict, x: torch.Tensor, model) -> dict[str, torch.Tensor]:

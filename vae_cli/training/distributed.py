@@ -130,12 +130,13 @@ class NullLogger:
         pass
 
 
-def worker_overrides(argv: list[str]) -> list[str]:
-    """Hydra overrides for torchrun ranks > 0: a scratch run dir (rank 0 writes the outputs), unless the run dir
-    is pinned (hydra.run.dir=..., or resume=..., whose checkpoint every rank must read)."""
+def worker_overrides(line) -> list[str]:
+    """Hydra overrides for torchrun ranks > 0 (`line`: command_line.CommandLine): a scratch run dir (rank 0 writes
+    the outputs), unless the run dir is pinned (hydra.run.dir=..., or resume=..., whose checkpoint every rank
+    must read)."""
     if not launched_by_torchrun() or os.environ["RANK"] == "0":
         return []
-    if any(a.startswith(("hydra.run.dir=", "resume=")) for a in argv):
+    if line.typed("hydra.run.dir") or line.typed("resume"):
         return []
     import tempfile
 

@@ -1,91 +1,73 @@
 """The trainer's knobs in typed groups. Users type them flat (`trainer.lr`, `trainer.eval_every` ...): `split`
-sorts a flat mapping into the groups, and each group checks its own values (one ConfigError naming the key).
-A new knob is one field here and one line in configs/trainer/default.yaml."""
+sorts a flat mapping into the groups. Each field declares its rule and whether a resumed run may change it
+(checks.py); each group checks its own values (one ConfigError naming the key), and the plan reads the same
+declarations from the config before anything is built. A new knob is one field here and one line in
+configs/trainer/default.yaml."""
 import inspect
-import math
 from dataclasses import MISSING, dataclass, fields
-from numbers import Real
+from typing import Annotated
 
+from vae_cli.checks import (BOOL, NONNEG_INT, OPT_POSITIVE, OPT_POSITIVE_INT, POSITIVE, POSITIVE_INT, RESUMABLE,
+                            Rule, check_arguments)
 from vae_cli.errors import ConfigError
 from vae_cli.training.progress import check_setting
 
 COMPILE_MODES = (None, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+NONFINITE = Rule(lambda x: x in ("raise", "skip"), "raise or skip")  # training/nonfinite.py
+CUDA_GRAPH = Rule(lambda x: x in (True, False, "auto"), "auto, true or false")
 
 
-def _check(key: str, value, ok: bool, what: str) -> None:
-    if not ok:
-        raise ConfigError(f"trainer.{key}={value!r} must be {what}")
-
-
-def _int(x) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool)
-
-
-def _positive(x) -> bool:
-    return isinstance(x, Real) and not isinstance(x, bool) and math.isfinite(x) and x > 0
+class _Checked:
+    def __post_init__(self):
+        check_arguments("trainer", type(self), vars(self))
 
 
 @dataclass(frozen=True)
-class Loop:
+class Loop(_Checked):
     """How long, on what batches, with which update; what a non-finite step does (training/nonfinite.py)."""
 
-    max_steps: int
-    batch_size: int = 128
-    lr: float = 1e-3  # the base learning rate (configs/optimizer reads it as ${trainer.lr})
-    grad_clip: float | None = None
+    max_steps: Annotated[int, POSITIVE_INT, RESUMABLE]
+    batch_size: Annotated[int, POSITIVE_INT] = 128
+    lr: Annotated[float, POSITIVE] = 1e-3  # the base learning rate (configs/optimizer reads it as ${trainer.lr})
+    grad_clip: Annotated[float | None, OPT_POSITIVE] = None
     seed: int = 0
-    nonfinite: str = "raise"
-    max_skips: int = 10
-
-    def __post_init__(self):
-        for key in ("max_steps", "batch_size", "max_skips"):
-            _check(key, getattr(self, key), _int(getattr(self, key)) and getattr(self, key) > 0, "a positive integer")
-        _check("lr", self.lr, _positive(self.lr), "a finite number > 0")
-        _check("grad_clip", self.grad_clip, self.grad_clip is None or _positive(self.grad_clip),
-               "a number > 0 or null")
-        _check("nonfinite", self.nonfinite, self.nonfinite in ("raise", "skip"), "raise or skip")
+    nonfinite: Annotated[str, NONFINITE, RESUMABLE] = "raise"
+    max_skips: Annotated[int, POSITIVE_INT, RESUMABLE] = 10
 
 
 @dataclass(frozen=True)
-class Reporting:
+class Reporting(_Checked):
     """Train scalars and log lines every `log_every` steps; the progress bar or lines (training/progress.py)."""
 
-    log_every: int = 100
-    progress: str | bool = "auto"
-    progress_every_s: float = 30.0
+    log_every: Annotated[int, POSITIVE_INT, RESUMABLE] = 100
+    progress: Annotated[str | bool, RESUMABLE] = "auto"
+    progress_every_s: Annotated[float, RESUMABLE] = 30.0
 
     def __post_init__(self):
-        _check("log_every", self.log_every, _int(self.log_every) and self.log_every > 0, "a positive integer")
+        super().__post_init__()
         object.__setattr__(self, "progress", check_setting(self.progress))  # 'auto', 'true' or 'false'
 
 
 @dataclass(frozen=True)
-class Evaluation:
-    """Validation, pictures and a checkpoint every `eval_every` steps (null: once per epoch) and at the end."""
+class Evaluation(_Checked):
+    """Validation, pictures and a checkpoint every `eval_every` steps (null: once per epoch) and at the end;
+    eval_at_start: also at step 0 of a fresh run (for tasks that validate there)."""
 
-    eval_every: int | None = 1000
-    eval_batch_size: int = 1000
-    num_images: int = 64
-
-    def __post_init__(self):
-        _check("eval_every", self.eval_every, self.eval_every is None or (_int(self.eval_every) and self.eval_every > 0),
-               "a positive integer or null")
-        for key in ("eval_batch_size", "num_images"):
-            _check(key, getattr(self, key), _int(getattr(self, key)) and getattr(self, key) > 0, "a positive integer")
+    eval_every: Annotated[int | None, OPT_POSITIVE_INT, RESUMABLE] = 1000
+    eval_batch_size: Annotated[int, POSITIVE_INT, RESUMABLE] = 1000
+    num_images: Annotated[int, POSITIVE_INT, RESUMABLE] = 64
+    eval_at_start: Annotated[bool, BOOL, RESUMABLE] = True
 
 
 @dataclass(frozen=True)
-class Checkpointing:
+class Checkpointing(_Checked):
     """step_N.pt files kept besides last.pt and best.pt (0: none)."""
 
-    keep_last: int = 3
-
-    def __post_init__(self):
-        _check("keep_last", self.keep_last, _int(self.keep_last) and self.keep_last >= 0, "an integer >= 0")
+    keep_last: Annotated[int, NONNEG_INT, RESUMABLE] = 3
 
 
 @dataclass(frozen=True)
-class Speed:
+class Speed(_Checked):
     """Device-speed knobs (training/speed.py, training/step.py); `threads` is applied by the CLI before torch
     starts its thread pool (training/threads.py) and only recorded here."""
 
@@ -94,17 +76,15 @@ class Speed:
     compile_mode: str | None = None
     tf32: bool = True
     channels_last: bool = False
-    cuda_graph: bool | str = "auto"
-    threads: int | None = None
+    cuda_graph: Annotated[bool | str, CUDA_GRAPH] = "auto"
+    threads: Annotated[int | None, OPT_POSITIVE_INT] = None
 
     def __post_init__(self):
         if self.precision not in ("fp32", "bf16"):
             raise ConfigError(f"trainer.precision={self.precision!r}; choose fp32 or bf16")
         if self.compile_mode not in COMPILE_MODES:
             raise ConfigError(f"trainer.compile_mode={self.compile_mode!r}; choose one of {COMPILE_MODES}")
-        _check("cuda_graph", self.cuda_graph, self.cuda_graph in (True, False, "auto"), "auto, true or false")
-        _check("threads", self.threads, self.threads is None or (_int(self.threads) and self.threads > 0),
-               "a positive integer or null")
+        super().__post_init__()
 
 
 GROUPS = {"loop": Loop, "reporting": Reporting, "evaluation": Evaluation, "checkpointing": Checkpointing,

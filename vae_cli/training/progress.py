@@ -4,9 +4,13 @@ trainer.progress: auto = a bar when stderr is a terminal, else a log line every 
 and nothing in multirun jobs; true = the same, multirun jobs included; false = neither. It never reads a
 device value: the ELBO it shows is the one the trainer already pulled to the host for its log line.
 """
+import contextlib
 import logging
 import math
+import re
+import shutil
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -17,6 +21,70 @@ from vae_cli.errors import ConfigError
 
 log = logging.getLogger("vae_cli")
 BAR_FORMAT = "{desc} {percentage:3.0f}%|{bar}| step {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]"
+PERIODIC = {"periodic": True}  # log(..., extra=PERIODIC): a line that goes to train.log only while a bar is shown
+MAX_COLUMNS = 120  # terminal lines are wrapped at this width (or the terminal's, if narrower)
+
+
+class Throughput:
+    """Examples per second over the training steps of one log window; validation time is left out."""
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self) -> None:
+        self.seen, self.spent, self.tick = 0, 0.0, time.perf_counter()
+
+    def pause(self) -> None:
+        """Before a validation, after a host sync (queued device work then counts as training)."""
+        self.spent += time.perf_counter() - self.tick
+
+    def resume(self) -> None:
+        self.tick = time.perf_counter()
+
+    def rate(self) -> float:
+        """Call after a host sync: the window's examples over its training time."""
+        return self.seen / max(self.spent + time.perf_counter() - self.tick, 1e-9)
+
+
+class TerminalFormatter(logging.Formatter):
+    """`12:03:04 message` (a level word from WARNING up), wrapped at the terminal's width; a path or command
+    longer than a line stays whole, so it can still be copied."""
+
+    def __init__(self):
+        super().__init__("%(asctime)s %(message)s", datefmt="%H:%M:%S")
+
+    def format(self, record) -> str:
+        text = super().format(record)
+        if record.levelno >= logging.WARNING:
+            text = text.replace(" ", f" {record.levelname}: ", 1)
+        width = min(shutil.get_terminal_size((MAX_COLUMNS, 24)).columns, MAX_COLUMNS)
+        text = re.sub(r"(continue|with:|vae-\w+) (?=\S)", "\\1\0", text)  # keep `with: vae-train resume=...` whole
+        return "\n".join(textwrap.fill(line, width, subsequent_indent=" " * 9, break_long_words=False,
+                                        break_on_hyphens=False) for line in text.splitlines()).replace("\0", " ")
+
+
+def console_handlers() -> list[logging.Handler]:
+    """The root logger's handlers that write to a terminal (not train.log)."""
+    return [h for h in logging.getLogger().handlers if isinstance(h, logging.StreamHandler)
+            and not isinstance(h, logging.FileHandler) and getattr(h.stream, "isatty", lambda: False)()]
+
+
+@contextlib.contextmanager
+def terminal_logging(setting, is_main: bool = True):
+    """While a run shows a bar: short, wrapped log lines on the terminal (train.log keeps its format)."""
+    handlers = console_handlers() if choose_mode(setting, is_main) == "bar" else []
+    before = [h.formatter for h in handlers]
+    for h in handlers:
+        h.setFormatter(TerminalFormatter())
+    try:
+        yield
+    finally:
+        for h, formatter in zip(handlers, before):
+            h.setFormatter(formatter)
+
+
+def _not_periodic(record) -> bool:
+    return not getattr(record, "periodic", False)
 
 
 def in_multirun() -> bool:
@@ -64,6 +132,9 @@ class Progress:
         if mode == "bar":  # log records go through tqdm.write so they print above the bar, not through it
             self.redirect = logging_redirect_tqdm()
             self.redirect.__enter__()
+            for h in logging.getLogger().handlers:  # the terminal's handlers, now tqdm's: step lines stay off
+                if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler):
+                    h.addFilter(_not_periodic)
             self.bar = tqdm(total=max_steps, initial=start_step, desc=self.epoch_text(start_step), unit="step",
                             bar_format=BAR_FORMAT, dynamic_ncols=True, smoothing=0.05, file=sys.stderr)
 
@@ -98,19 +169,24 @@ class Progress:
         return (f"progress: {self.epoch_text(step)}  step {step}/{self.max_steps} "
                 f"({100 * step / self.max_steps:.0f}%)  elapsed {clock(elapsed)}  ETA {clock(eta)}  {self.postfix()}")
 
-    def close(self) -> None:
+    def close(self, interrupted: bool = False) -> None:
+        """An interrupted bar is cleared, with what the terminal echoed after it (^C): the lines that say why
+        follow. A finished bar stays."""
         if self.bar is not None:
+            self.bar.leave = not interrupted
             self.bar.close()
+            if interrupted:
+                self.bar.fp.write("\r\x1b[K")  # erase to the end of the line
+                self.bar.fp.flush()
             self.redirect.__exit__(None, None, None)
             self.bar = None
 
 
-def start_line(run_dir: Path, device, num_params: int, max_steps: int, steps_per_epoch: int,
-               batch_size: int) -> str:
-    """The one line a run starts with: where it writes, on what, how big, how long."""
+def start_line(device, num_params: int, max_steps: int, steps_per_epoch: int, batch_size: int) -> str:
+    """How big the model is, where it trains, and how long."""
     epochs = max_steps / max(steps_per_epoch, 1)
-    return (f"run dir {Path(run_dir).resolve()} | device {device} | {num_params:,} parameters | "
-            f"{max_steps:,} steps = {epochs:.3g} epochs of {steps_per_epoch:,} batches of {batch_size}")
+    return (f"model: {num_params:,} parameters on {device}; {max_steps:,} steps = {epochs:.3g} epochs of "
+            f"{steps_per_epoch:,} batches of {batch_size}")
 
 
 def open_progress(trainer, model, num_train: int, run_dir: Path, start_step: int) -> Progress:
@@ -121,6 +197,7 @@ def open_progress(trainer, model, num_train: int, run_dir: Path, start_step: int
     spe = max(num_train // loop.batch_size, 1)  # full batches per epoch, as set_run_length counts them
     if distributed.is_main():
         num_params = sum(p.numel() for p in model.parameters())
-        log.info(start_line(run_dir, trainer.device, num_params, loop.max_steps, spe, loop.batch_size))
+        log.info(start_line(trainer.device, num_params, loop.max_steps, spe, loop.batch_size))
+        log.info(f"run dir: {Path(run_dir).resolve()}")
     mode = choose_mode(reporting.progress, distributed.is_main())
     return Progress(mode, loop.max_steps, spe, start_step, reporting.progress_every_s)

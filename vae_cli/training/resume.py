@@ -1,11 +1,10 @@
-"""Resuming: which checkpoint to continue from, whether it fits this config, and which run dir it lives in.
+"""Resuming: which checkpoint to continue from, and whether it fits this config.
 
 `resume=true`: continue from the newest good checkpoint in this run's dir, or start at step 0 when there
 is none (the same command serves a first start and every requeue). `resume=PATH` (a run dir or a
 checkpoint file): continue that run, in its dir, with its original overrides; a bad PATH is an error.
 """
 import logging
-import re
 from pathlib import Path
 
 from omegaconf import OmegaConf, open_dict
@@ -16,14 +15,11 @@ from vae_cli.errors import ConfigError, UserError
 
 log = logging.getLogger("vae_cli")
 
-# Keys that may change between a run and its resumption: they set how long, where and how loudly it runs,
-# not what is trained. Everything else must match the checkpoint's resolved config.
-MAY_CHANGE = ("resume", "max_steps", "max_epochs", "trainer.max_steps", "device", "data_dir", "dataset.root",
-              "dataset.path", "dataset.cache_dir", "dataset.download", "trainer.log_every", "trainer.eval_every", "trainer.eval_batch_size",
-              "trainer.keep_last", "trainer.nonfinite", "trainer.max_skips", "trainer.num_images")
 # Values the first start fixes for the whole run: a resumed (or extended) run keeps the stored value unless the
 # user typed another one. schedule.total_steps sets the cyclical schedule's period (total_steps / n_cycles):
 # extending a cyclical run with a larger max_steps keeps that period and simply runs more cycles.
+RUN_KEYS = ("resume", "max_steps", "max_epochs", "device", "data_dir")  # top-level keys a resumed run may change;
+# the others are the constructor arguments marked RESUMABLE (checks.py, build.resumable_keys)
 FIXED_BY_FIRST_START = ("schedule.total_steps",)
 FALSE = ("false", "False", "null", "None", "")
 TRUE = ("true", "True")
@@ -80,9 +76,9 @@ def keep_first_start(cfg, state: dict) -> None:
                 OmegaConf.update(cfg, key, stored[key], merge=False)
 
 
-def check_resumable(state: dict, path: Path, config: dict) -> None:
-    """The checkpoint must come from this version (major.minor) and this config (up to MAY_CHANGE keys), and the
-    run must not end before the checkpoint's step."""
+def check_resumable(state: dict, path: Path, config: dict, may_change: tuple[str, ...]) -> None:
+    """The checkpoint must come from this version (major.minor) and this config (up to the `may_change` keys and
+    what lies under them: plan.Plan.may_change), and the run must not end before the checkpoint's step."""
     step, max_steps = int(state.get("step", 0)), config.get("max_steps")
     if isinstance(max_steps, int) and max_steps < step:
         raise ConfigError(f"max_steps={max_steps} is below step {step} of checkpoint {path}: to train on, set "
@@ -94,7 +90,7 @@ def check_resumable(state: dict, path: Path, config: dict) -> None:
                         f"or start a new run (resume=false)")
     old, new = _flatten(state["config"]), _flatten(config)
     changed = [k for k in sorted(old.keys() | new.keys()) if old.get(k, "<absent>") != new.get(k, "<absent>")]
-    diffs = [_change(k, old, new) for k in changed if not k.startswith(MAY_CHANGE)]
+    diffs = [_change(k, old, new) for k in changed if not _under(k, may_change)]
     if diffs:
         raise ConfigError(f"checkpoint {path} was trained with another config ({'; '.join(diffs[:4])}"
                           f"{'; ...' if len(diffs) > 4 else ''}): use the run's own overrides, or a new run dir")
@@ -104,6 +100,10 @@ def check_resumable(state: dict, path: Path, config: dict) -> None:
     if isinstance(max_steps, int) and max_steps == step:
         log.info(f"the run already reached max_steps={max_steps} at step {step}: nothing left to train "
                  f"(to train on, set max_steps above {step})")
+
+
+def _under(key: str, paths: tuple[str, ...]) -> bool:
+    return any(key == p or key.startswith(p + ".") for p in paths)
 
 
 def _change(key: str, old: dict, new: dict) -> str:
@@ -116,38 +116,3 @@ def _flatten(d: dict, prefix: str = "") -> dict:
         key = f"{prefix}{k}"
         out.update(_flatten(v, key + ".") if isinstance(v, dict) and v else {key: v})
     return out
-
-
-def resume_argv(argv: list[str]) -> list[str]:
-    """`vae-train resume=RUN_DIR [overrides]` -> the original run's overrides, then the new ones, then
-    hydra.run.dir=RUN_DIR, so Hydra composes the same config in the same dir. Other argv is returned as is."""
-    idx = [i for i, a in enumerate(argv) if a.startswith("resume=")]
-    if not idx or argv[idx[-1]].split("=", 1)[1] in (*TRUE, *FALSE):
-        return argv
-    if {"-m", "--multirun"} & set(argv):
-        raise UserError("resume=PATH resumes one run; for a sweep re-run it with resume=true "
-                        "hydra.sweep.dir=<the sweep's dir>")
-    path = Path(argv[idx[-1]].split("=", 1)[1].strip("'\""))
-    run_dir = _run_dir_of(path)
-    new = [a for i, a in enumerate(argv[1:], 1) if i not in idx]
-    given = {_key(a) for a in new}
-    overrides = run_dir / ".hydra" / "overrides.yaml"
-    old = list(OmegaConf.load(overrides)) if overrides.is_file() else []
-    old = [a for a in old if _key(a) not in given and _key(a) != "resume"]
-    return [argv[0], *old, *new, f"resume={_quote(str(path))}", f"hydra.run.dir={_quote(str(run_dir))}"]
-
-
-def _run_dir_of(path: Path) -> Path:
-    if path.is_file():
-        return path.parent.parent if path.parent.name == "checkpoints" else path.parent
-    if path.is_dir():
-        return path.parent if path.name == "checkpoints" else path
-    raise UserError(f"resume={path}: no such run dir or checkpoint file")
-
-
-def _key(override: str) -> str:
-    return re.sub(r"^[+~]+", "", override.split("=", 1)[0])
-
-
-def _quote(value: str) -> str:
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"

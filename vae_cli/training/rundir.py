@@ -28,13 +28,15 @@ log = logging.getLogger("vae_cli")
 LOCK_NAME = ".lock"
 HYDRA_DIR = ".hydra"
 LOG_FORMAT = "[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"  # Hydra's job-log format
-EXISTED: set[Path] = set()  # dirs that were there before this process made any (a refused start keeps them)
 
 
-def note_existing(directory: str | Path) -> None:
-    """Record `directory` and its ancestors that exist now, before the CLI or Hydra creates the rest."""
+def existing_dirs(directory: str | Path | None) -> frozenset[Path]:
+    """`directory` and its ancestors that exist now, before the CLI or Hydra creates the rest: a refused start
+    keeps them (`claim`'s `existed`)."""
+    if directory is None:
+        return frozenset()
     path = Path(directory).expanduser().absolute()
-    EXISTED.update(p for p in (path, *path.parents) if p.is_dir())
+    return frozenset(p for p in (path, *path.parents) if p.is_dir())
 
 
 def lock(run_dir: Path):
@@ -133,11 +135,13 @@ class RunDir:
 
 
 @contextlib.contextmanager
-def claim(run_dir: Path, task_cfg: DictConfig, hydra_cfg: DictConfig | None = None, main: bool = True):
-    """Lock `run_dir` and check it may take this start (see the module doc); yields the RunDir."""
+def claim(run_dir: Path, task_cfg: DictConfig, hydra_cfg: DictConfig | None = None, main: bool = True,
+          existed: frozenset[Path] = frozenset()):
+    """Lock `run_dir` and check it may take this start (see the module doc); yields the RunDir. existed: the dirs
+    that were there before this process made any (existing_dirs); a refused start never removes them."""
     Path(run_dir).mkdir(parents=True, exist_ok=True)
     # made for this start (nothing is written before accept): not a dir the user had, even an empty one
-    fresh = not any(Path(run_dir).iterdir()) and Path(run_dir).absolute() not in EXISTED
+    fresh = not any(Path(run_dir).iterdir()) and Path(run_dir).absolute() not in existed
     rd = RunDir(run_dir, task_cfg, hydra_cfg, main)
     hook, threading.excepthook = threading.excepthook, _quiet_disk_errors(threading.excepthook)
     try:
@@ -148,7 +152,7 @@ def claim(run_dir: Path, task_cfg: DictConfig, hydra_cfg: DictConfig | None = No
         threading.excepthook = hook
         rd.close()
         if fresh and main and rd.file is None and single_run(hydra_cfg):  # a refused start: remove its empty dir
-            remove_empty(Path(run_dir))  # (a failed sweep job keeps its dir: error.txt goes there)
+            remove_empty(Path(run_dir), existed)  # (a failed sweep job keeps its dir: error.txt goes there)
 
 
 def single_run(hydra_cfg) -> bool:
@@ -157,9 +161,9 @@ def single_run(hydra_cfg) -> bool:
     return hydra_cfg is None or hydra_cfg.mode != RunMode.MULTIRUN
 
 
-def remove_empty(run_dir: Path) -> None:
+def remove_empty(run_dir: Path, existed: frozenset[Path] = frozenset()) -> None:
     """Remove `run_dir` if it holds nothing but empty dirs, then its parent (outputs/<date>/) if that is empty
-    now; never the current dir, nor a dir that existed before this process (EXISTED)."""
+    now; never the current dir, nor a dir in `existed` (there before this process)."""
     here = Path.cwd().resolve()
     if any(p.is_file() for p in run_dir.rglob("*")) or run_dir.resolve() in (here, *here.parents):
         return
@@ -167,7 +171,7 @@ def remove_empty(run_dir: Path) -> None:
         d.rmdir()
     run_dir.rmdir()
     with contextlib.suppress(OSError):  # not empty: another run's date dir
-        if run_dir.parent.resolve() != Path.cwd().resolve() and run_dir.parent.absolute() not in EXISTED:
+        if run_dir.parent.resolve() != Path.cwd().resolve() and run_dir.parent.absolute() not in existed:
             run_dir.parent.rmdir()
 
 

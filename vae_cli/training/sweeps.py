@@ -29,7 +29,6 @@ def register_resolvers() -> None:
 
 # Sweep bookkeeping: every job writes one record to <sweep dir>/.job-<num>.json (from whichever process runs it:
 # joblib workers too); the SweepSummary callback, in the launching process, reads them all at the end.
-FAILED: list[str] = []  # the failed jobs of the sweep that just ended in this process; cli.train_main exits 2
 
 
 def record_job(hydra_cfg, error: BaseException | None, internal: bool = False) -> str:
@@ -73,11 +72,11 @@ def _swept_keys(sweep_dir: Path) -> set[str] | None:
 
 
 class SweepSummary(Callback):
-    """After a sweep: one line, `N of M jobs passed; failed: ...`, then vae-compare's best rows; FAILED tells
-    train_main to exit non-zero."""
+    """After a sweep: one line, `N of M jobs passed; failed: ...`, then vae-compare's best rows, and exit status 2
+    when a job failed (Hydra hands no result of a sweep back to the command that started it, so its end hook
+    sets the status)."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
-        FAILED.clear()
         for old in Path(config.hydra.sweep.dir).glob(".job-*.json"):  # a re-run counts its own jobs only
             old.unlink(missing_ok=True)
 
@@ -85,12 +84,13 @@ class SweepSummary(Callback):
         found = Path(config.hydra.sweep.dir).glob(".job-*.json")
         records = sorted((json.loads(p.read_text()) for p in found), key=lambda r: r["num"])
         failed = [r for r in records if not r["ok"]]
-        FAILED[:] = [r["name"] for r in failed]
         line = f"vae-train: sweep: {len(records) - len(failed)} of {len(records)} jobs passed"
         if failed:
             line += "; failed: " + "; ".join(f"{r['name']} (see {r['dir']}/error.txt)" for r in failed)
         print(line, file=sys.stderr)
         print(best_rows(config.hydra.sweep.dir), end="", file=sys.stderr)
+        if failed:
+            raise SystemExit(2)  # the exit status of a user's error (cli.EXIT_USER_ERROR)
 
 
 def best_rows(sweep_dir: str) -> str:

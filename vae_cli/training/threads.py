@@ -13,6 +13,8 @@ thing in `vae-train`, and the sweep's worker processes inherit the environment i
 import os
 from dataclasses import dataclass
 
+from vae_cli.command_line import CommandLine
+
 OURS = "VAE_CLI_THREAD_POLICY"  # set beside the OMP_* variables we chose, so a job tells them from the user's
 
 
@@ -23,32 +25,35 @@ class Policy:
     why: str
 
 
-def _arg(argv: list[str], key: str) -> str | None:
-    values = [a.split("=", 1)[1] for a in argv if a.lstrip("+").startswith(key + "=")]
-    return values[-1] if values else None
+def _count(value) -> int | None:
+    """A thread or job count as typed (an int, or its text), else None (a sweep, null, a typo: left to the job)."""
+    text = str(value).strip()
+    return int(text) if text.lstrip("-").isdigit() and not isinstance(value, bool) else None
 
 
-def parallel_jobs(argv: list[str], cores: int) -> int:
+def parallel_jobs(line: CommandLine, cores: int) -> int:
     """How many runs this command starts at once: n_jobs of a joblib sweep (-1: one per core), else 1."""
-    if not ({"-m", "--multirun"} & set(argv)) or _arg(argv, "launcher") != "joblib":
+    if not line.multirun or line.value("launcher") != "joblib":
         return 1
-    n = int(_arg(argv, "hydra.launcher.n_jobs") or 2)  # configs/launcher/joblib.yaml: n_jobs 2
+    n = _count(line.value("hydra.launcher.n_jobs")) or 2  # configs/launcher/joblib.yaml: n_jobs 2
     return max(1, cores + 1 + n if n < 0 else n)  # joblib: -1 = all cores, -2 = all but one ...
 
 
-def choose(argv: list[str], environ: dict, cores: int, load: float) -> Policy:
-    """The policy for `vae-train argv` on `cores` cores at 1-minute load average `load`."""
-    jobs = parallel_jobs(argv, cores)
+def choose(line: CommandLine, environ: dict, cores: int, load: float) -> Policy:
+    """The policy for the command `line` on `cores` cores at 1-minute load average `load`."""
+    jobs = parallel_jobs(line, cores)
     user = environ.get("OMP_NUM_THREADS") if OURS not in environ else None
-    asked = _arg(argv, "trainer.threads")
+    asked = _count(line.value("trainer.threads"))
+    if asked is not None and asked < 1:
+        asked = None  # the Trainer refuses it, once the config is composed
     if user:
         threads, why = int(user), f"OMP_NUM_THREADS={user} from the environment"
-    elif asked not in (None, "null"):
-        threads, why = int(asked), f"trainer.threads={asked}"
+    elif asked is not None:
+        threads, why = asked, f"trainer.threads={asked}"
     else:
         threads, why = max(1, cores // jobs), f"{cores} cores / {jobs} parallel job(s)"
     busy = load > cores - 0.5
-    if busy and not user and asked in (None, "null"):  # threads that wait on each other's time slices stall:
+    if busy and not user and asked is None:  # threads that wait on each other's time slices stall:
         free = max(1, int(cores - load + 0.5))  # keep to the cores the other work leaves idle (at least one)
         threads, why = min(threads, free), why + f", {free} idle"
     wait = environ.get("OMP_WAIT_POLICY") or ("PASSIVE" if busy else None)
@@ -66,9 +71,9 @@ def runnable_others() -> float:
         return 0.0
 
 
-def preset_environment(argv: list[str], environ=os.environ) -> Policy:
+def preset_environment(line: CommandLine, environ=os.environ) -> Policy:
     """Choose the policy and export it (OMP_NUM_THREADS, OMP_WAIT_POLICY) unless the user set them."""
-    policy = choose(argv, dict(environ), os.cpu_count() or 1, max(os.getloadavg()[0], runnable_others()))
+    policy = choose(line, dict(environ), os.cpu_count() or 1, max(os.getloadavg()[0], runnable_others()))
     if "OMP_NUM_THREADS" not in environ or OURS in environ:
         environ["OMP_NUM_THREADS"] = str(policy.threads)
     if policy.wait_policy and "OMP_WAIT_POLICY" not in environ:

@@ -17,7 +17,7 @@ from vae_cli.training.checkpoint import rng_state, save_checkpoint, set_rng_stat
 from vae_cli.training.knobs import Checkpointing, Evaluation, Loop, Reporting, Speed
 from vae_cli.training.meter import Meter
 from vae_cli.training.nonfinite import NonFiniteGuard
-from vae_cli.training.progress import open_progress
+from vae_cli.training.progress import PERIODIC, Throughput, open_progress
 from vae_cli.training.step import StepFunction, capture, graph_obstacle, refusal
 from vae_cli.training.task import Task
 from vae_cli.schedules import ConstantLR
@@ -31,8 +31,8 @@ log = logging.getLogger("vae_cli")
 
 @dataclass
 class Run:
-    """Where a run writes (tb/, checkpoints/) and what it records: the resolved config (in every checkpoint and
-    as text in TensorBoard) and the HParams tab's values."""
+    """Where a run writes (TensorBoard events, checkpoints/) and what it records: the resolved config (in every
+    checkpoint and as text in TensorBoard) and the HParams tab's values."""
 
     dir: Path
     config: dict
@@ -62,6 +62,7 @@ class Trainer:
         self.batches = self.step_fn = self.run_step = None
         self.eval_every, self.ckpt_dir, self.config = evaluation.eval_every, None, {}  # set by `fit`
         self.logger, self.bar = distributed.NullLogger(), None
+        self.earlier_s, self.started = 0.0, time.monotonic()  # the run's wall clock (run_seconds), set by fit
 
     @classmethod
     def from_knobs(cls, optimizer=None, lr_schedule=None, **flat) -> "Trainer":
@@ -82,24 +83,32 @@ class Trainer:
         return contextlib.nullcontext()
 
     def fit(self, task: Task, device: torch.device, run: Run, resume: dict | None = None, stop=None) -> dict:
-        """Train `task` and return its final validation metrics; writes tb/ and checkpoints/ under run.dir.
+        """Train `task` and return its final validation metrics; writes TensorBoard events (in run.dir itself, so
+        TensorBoard names the run by its dir) and checkpoints/.
 
         resume: a checkpoint to continue from exactly; stop: a flag (signals.StopFlag) read once per step."""
         self.device, self.config, self.ckpt_dir = torch.device(device), run.config, Path(run.dir) / "checkpoints"
+        self.earlier_s, self.started = float((resume or {}).get("elapsed_s", 0.0)), time.monotonic()
         why = graph_obstacle(self.device, self.speed.compile, distributed.world_size() > 1)
         if self.speed.cuda_graph is True and why:  # fails early (the CLI refuses it before data loads: validate.py)
             raise refusal(why)
         self.build(task, self.device)
+        passes = self.max_steps * self.loop.batch_size / len(task.train)
+        if distributed.is_main() and (note := self.sched.budget_note(passes)):
+            log.warning(note)
         state = RunState() if resume is None else self._restore(resume)
         purge = None if resume is None else state.step + 1  # TensorBoard drops what the lost run logged later
-        self.logger = RunLogger(Path(run.dir) / "tb", OmegaConf.to_yaml(run.config), run.hparams, purge_step=purge) \
+        self.logger = RunLogger(Path(run.dir), OmegaConf.to_yaml(run.config), run.hparams, purge_step=purge) \
             if distributed.is_main() else distributed.NullLogger()
         self.eval_every = self.evaluation.eval_every or max(len(task.train) // self.loop.batch_size, 1)  # null: once per epoch
         self.bar = open_progress(self, task.module, len(task.train), Path(run.dir), state.step)
         try:
-            if resume is None and task.validate_at_start:
+            if resume is None and task.validate_at_start and self.evaluation.eval_at_start:
                 self._validate(state)
             self._loop(state, stop)
+        except BaseException:
+            self.bar.close(interrupted=True)
+            raise
         finally:
             self.bar.close()
             self.logger.close()
@@ -159,7 +168,7 @@ class Trainer:
         return RunState(ckpt["step"], best, ckpt["val"])
 
     def _loop(self, state: RunState, stop=None) -> None:
-        meter, tick, seen = self.meter, time.perf_counter(), 0
+        meter, window = self.meter, Throughput()
         every, last = self.reporting.log_every, self.max_steps
         self.model.train()
         while state.step < last:
@@ -169,18 +178,19 @@ class Trainer:
                 meter.check_finite()  # raise: name that step instead
                 raise
             state.step += 1  # the host's count, for the loop only: the step itself reads step_fn.step
-            seen += self.loop.batch_size
+            window.seen += self.loop.batch_size
             self.bar.advance(state.step)
             if state.step % every == 0 or state.step == last:
-                self._log_train(state.step, seen, tick)
+                self._log_train(state.step, window)
                 meter.reset()
-                tick, seen = time.perf_counter(), 0
+                window.reset()
             if state.step % self.eval_every == 0 or state.step == last:
-                meter.check_finite()
+                meter.check_finite()  # a host sync: the steps queued so far count as training time
                 self.guard.check(meter.describe_first_bad())
+                window.pause()
                 self._validate(state)
                 self.model.train()
-                tick = time.perf_counter()  # throughput counts training only
+                window.resume()
             if stop and state.step < last:  # a signal arrived: save this finished step, let the CLI exit
                 raise StopRequested(stop.signum, state.step, self._save(state, None))
 
@@ -189,19 +199,20 @@ class Trainer:
         self.step_fn.idx.copy_(next(self.batches))
         self.run_step()
 
-    def _log_train(self, step: int, seen: int, tick: float) -> None:
+    def _log_train(self, step: int, window: Throughput) -> None:
         meter = self.meter
         self.guard.check(meter.describe_first_bad())
         distributed.average_meter(meter)
         means = meter.means()  # the host sync: the clock is read after it, so queued device work counts
-        examples_per_sec = seen / (time.perf_counter() - tick)
+        examples_per_sec = window.rate()
         knobs = self.task.knobs(step - 1)  # beta, temperature ...
         extra = {**knobs, "lr": float(self.opt.param_groups[0]["lr"]), "examples_per_sec": examples_per_sec}
         if self.guard.skip:
             extra["skipped_steps"] = int(self.guard.skipped)
         self.logger.scalars("train", {**means, **extra}, step)
         self.bar.note({**means, "examples_per_sec": examples_per_sec})
-        log.info(f"step {step:>7d}/{self.max_steps}  {summary({**means, **knobs})}  {examples_per_sec:8.0f} ex/s")
+        log.info(f"step {step:>7d}/{self.max_steps}  {summary({**means, **knobs})}  {examples_per_sec:8.0f} ex/s",
+                 extra=PERIODIC)
 
     @torch.no_grad()
     def _validate(self, state: RunState) -> None:
@@ -211,6 +222,10 @@ class Trainer:
         state.last_val = val
         if state.step > 0 and distributed.is_main():
             self._save(state, val)
+
+    def run_seconds(self) -> float:
+        """Wall seconds of the earlier segments (up to the checkpoint this one resumed) plus this segment's."""
+        return self.earlier_s + time.monotonic() - self.started
 
     def _save(self, state: RunState, val: dict | None) -> Path:
         """step_N.pt (the newest keep_last kept), last.pt, and best.pt when `val` has the best value so far of the
@@ -222,7 +237,8 @@ class Trainer:
                 "step": state.step, "step_tensor": self.step_fn.step.clone(), "lr_schedule": self.sched.state_dict(),
                 "batches": self.batches.state_dict(), "rng": rng_state(), "config": self.config,
                 "val": val or state.last_val, "best": {"metric": metric.name, "value": state.best},
-                "meter": self.meter.state_dict(), "nonfinite": self.guard.state_dict()}
+                "meter": self.meter.state_dict(), "nonfinite": self.guard.state_dict(),
+                "elapsed_s": self.run_seconds()}  # the whole run's wall time so far, every resumed segment included
         last, best = self.ckpt_dir / "last.pt", self.ckpt_dir / "best.pt"
         keep = self.checkpointing.keep_last
         paths = [step_path(self.ckpt_dir, state.step)] * bool(keep) + [last] + [best] * better
