@@ -1,7 +1,11 @@
-"""Running the real `vae-train` in subprocesses for the fault tests (tiny, seeded, single-threaded, CPU)."""
+"""Running the real CLI in subprocesses (tiny, seeded, single-threaded, CPU): plain, on a pseudo-terminal, and the fault tests."""
+import fcntl
 import os
+import pty
+import struct
 import subprocess
 import sys
+import termios
 import time
 from pathlib import Path
 
@@ -75,4 +79,43 @@ def one_error_line(stderr: str) -> str:
     lines = [ln for ln in stderr.splitlines() if ln.strip()]
     assert "Traceback" not in stderr, stderr
     assert len(lines) == 1 and lines[0].startswith("vae-train: error: "), stderr
+    return lines[0]
+
+BIN = Path(sys.executable).parent
+
+
+def cli(tool: str, *args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BIN / tool), *args], cwd=cwd, capture_output=True, text=True, env=env(),
+                          timeout=timeout)
+
+
+def run_in_pty(args: list[str], cwd: Path) -> tuple[int, str, str]:
+    """stderr on a pseudo-terminal (120 columns), stdout on a pipe: (exit code, terminal text, stdout)."""
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))
+    proc = subprocess.Popen([str(BIN / "vae-train"), *args], cwd=cwd, stdin=slave, stdout=subprocess.PIPE,
+                            stderr=slave, env=env())
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    out = proc.stdout.read().decode()
+    os.close(master)
+    return proc.wait(), b"".join(chunks).decode(errors="replace"), out
+
+
+def only_run_dir(root: Path) -> Path:
+    (run,) = [p.parent for p in root.rglob("train.log")]
+    return run
+
+
+def one_line(proc: subprocess.CompletedProcess, tool: str) -> str:
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith(f"{tool}: error: "), proc.stderr
     return lines[0]

@@ -108,6 +108,7 @@ def report(found) -> str:
     return "\n".join(f"  {op}: {why}\n    at {line}" for op, why, line in dict.fromkeys(found))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("overrides", CASES, ids=lambda o: " ".join(o))
 def test_step_holds_nothing_a_cuda_graph_capture_forbids(overrides):
     cfg = config(*overrides)

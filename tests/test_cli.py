@@ -75,6 +75,7 @@ def test_multirun_leaves_one_complete_run_dir_per_job(tmp_path):
         assert hparams(run)["beta"] == beta
 
 
+@pytest.mark.slow
 def test_bad_input_is_one_clear_line_and_a_nonzero_exit(tmp_path):
     proc = vae_train("trainer=debug", "latent_dim=0", cwd=tmp_path, check=False)
     assert proc.returncode != 0

@@ -31,6 +31,7 @@ def test_every_group_has_options():
     assert {"elbo", "beta_vae", "kl_annealing", "free_bits"} <= {o for g, o in OPTIONS if g == "objective"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("group,option", OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
 def test_option_builds_and_trains_two_steps(group, option, tmp_path, data_dir):
     if group == "dataset" and option in NEEDS_FILES and not has_dataset(data_dir, NEEDS_FILES[option]):

@@ -56,6 +56,7 @@ def test_every_preset_passes_its_own_kind_check():
 
 @pytest.mark.parametrize("pair, names", [(["prior=uniform_categorical"], ["prior=uniform_categorical", "model=gumbel"]),
                                          (["model=cvae", "prior=vamp"], ["prior=vamp", "model=cvae"])])
+@pytest.mark.slow
 def test_a_refused_pair_through_the_cli_is_one_line(tmp_path, pair, names):
     r = subprocess.run([str(Path(sys.executable).parent / "vae-train"), *NO_DATA, *pair,
                         f"hydra.run.dir={tmp_path}"], capture_output=True, text=True, timeout=120, cwd=tmp_path)

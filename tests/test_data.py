@@ -80,3 +80,24 @@ def test_fake_images_are_deterministic():
     a, b = fake_images(seed=3), fake_images(seed=3)
     assert torch.equal(a.train.images, b.train.images) and a.image_shape == (1, 28, 28)
     assert fake_images(image_shape=(3, 32, 32)).image_shape == (3, 32, 32)
+
+
+def test_read_only_data_dir_unpacks_into_the_cache(tmp_path, monkeypatch, data_dir):
+    import torchvision
+
+    from vae_cli.data import torchvision_sets as data
+    from vae_cli.errors import DataError
+
+    ro = tmp_path / "ro"
+    (ro / "MNIST" / "raw").mkdir(parents=True)
+    for f in (data_dir / "MNIST" / "raw").glob("*.gz"):
+        (ro / "MNIST" / "raw" / f.name).write_bytes(f.read_bytes())
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(data, "_can_write", lambda folder: not str(folder).startswith(str(ro)))  # root can't chmod
+    images = data.torchvision_images("MNIST", str(ro), download=False)
+    assert len(images.train) == 55000 and not list((ro / "MNIST" / "raw").glob("*ubyte"))
+    assert len(list((tmp_path / "cache" / "vae-cli" / "unpacked" / "MNIST" / "raw").glob("*ubyte"))) == 4
+    (tmp_path / "blocked").write_text("a file where the cache dir should be")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "blocked"))
+    with pytest.raises(DataError, match=f"the data dir {ro} is read-only .* set VAE_DATA_DIR"):
+        data.unpack_dir(torchvision.datasets.MNIST, ro)

@@ -45,6 +45,7 @@ def test_global_batch_must_divide_over_ranks():
         RankSlice(IndexBatches(100, 30, torch.device("cpu"), seed=0), 0, 4)
 
 
+@pytest.mark.slow
 def test_ddp_ranks_hold_identical_parameters(tmp_path):
     """Each rank trains on its own half of every batch; only averaged gradients keep them equal."""
     torchrun([str(WORKER), str(tmp_path), "-1", "max_steps=8"], tmp_path)
@@ -54,6 +55,7 @@ def test_ddp_ranks_hold_identical_parameters(tmp_path):
     assert results[0]["param_norm"] == results[1]["param_norm"]
 
 
+@pytest.mark.slow
 def test_torchrun_cli_follows_the_one_process_loss(tmp_path, cfg_factory):
     """2 processes x 16 examples vs 1 process x 32 (the same global batches, same init). They differ only in
     the binarization and z noise of rank 1's half: two 1-process runs that differ only in that noise differ by

@@ -50,6 +50,7 @@ def sample_cfg(*overrides: str):
         return compose("sample", overrides=list(overrides))
 
 
+@pytest.mark.slow
 def test_vae_eval_cli_writes_metrics_scores_and_tensorboard(debug_run):
     done = run_cli("vae-eval", f"ckpt={debug_run / 'checkpoints' / 'best.pt'}", "k=16", "k_chunk=5", "score=true",
                    "quality_samples=128", cwd=debug_run.parent)

@@ -116,6 +116,7 @@ def trained_tiny():
     return model.eval(), prepare_fixed(model.likelihood.prepare, data.test.images, 0)
 
 
+@pytest.mark.slow
 @torch.no_grad()
 def test_iw_bound_is_above_elbo_and_improves_with_k(trained_tiny):
     model, x = trained_tiny

@@ -33,6 +33,7 @@ def val_losses(acc: EventAccumulator) -> list[float]:
     ("gumbel", {"samples/prior", "reconstructions/val"}),
     ("vqvae", {"samples/prior", "reconstructions/val"}),
 ])
+@pytest.mark.slow
 def test_family_trains_and_logs(cfg_factory, tmp_path, family, tags):
     val = run_training(cfg_factory(f"model={family}", *FAST), tmp_path)
     acc = tb(tmp_path)
@@ -62,6 +63,7 @@ def run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([str(BIN / args[0]), *args[1:]], cwd=cwd, capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_vqvae_then_prior_stage_through_the_cli(tmp_path):
     r = run("vae-train", "model=vqvae", "trainer=debug", "max_steps=4", "trainer.eval_every=4",
             "posterior.num_codes=16", f"hydra.run.dir={tmp_path / 'vq'}", cwd=tmp_path)

@@ -97,6 +97,7 @@ def run_app(app: str, ckpt: Path, out: Path):
                                                        "device=cpu"]))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("app", APPS)
 @pytest.mark.parametrize("family", list(FAMILIES))
 def test_every_family_through_every_app(runs, tmp_path, family, app):
@@ -151,6 +152,7 @@ def one_line(r: subprocess.CompletedProcess, tool: str) -> str:
     return lines[0]
 
 
+@pytest.mark.slow
 def test_through_the_real_cli(runs, tmp_path):
     """A representative subset in subprocesses: outputs written, refusals one line with exit 2."""
     vq, mlp = runs["vqvae"], runs["mlp"]

@@ -46,6 +46,7 @@ def resume_and_check(run_dir: Path, reference: Path) -> int:
     return saved
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, reference):
     proc = start(*ARGS, f"hydra.run.dir={tmp_path}")
     wait_for("checkpoints/step_*.pt", tmp_path, proc)
@@ -54,6 +55,7 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, reference):
     resume_and_check(tmp_path, reference)
 
 
+@pytest.mark.slow
 def test_sigterm_saves_exits_143_and_resumes_exactly(tmp_path, reference):
     proc = start(*ARGS, f"hydra.run.dir={tmp_path}")
     wait_for("checkpoints/step_*.pt", tmp_path, proc)
@@ -65,6 +67,7 @@ def test_sigterm_saves_exits_143_and_resumes_exactly(tmp_path, reference):
     assert resume_and_check(tmp_path, reference) == stopped  # the signal's own checkpoint, mid-interval
 
 
+@pytest.mark.slow
 def test_ctrl_c_again_and_again_is_one_line_and_keeps_the_checkpoints(tmp_path):
     """SIGINT every 5 ms from the first checkpoint on until the process ends: exit 130 with the stop's one line
     (a second SIGINT that lands while training: 'stopped without a checkpoint'), never a KeyboardInterrupt
@@ -82,6 +85,7 @@ def test_ctrl_c_again_and_again_is_one_line_and_keeps_the_checkpoints(tmp_path):
     assert run(f"resume={tmp_path}", "max_steps=120").returncode == 0
 
 
+@pytest.mark.slow
 def test_sweep_rerun_with_resume_true_resumes_each_job_dir_past_a_truncated_checkpoint(tmp_path):
     sweep = ["-m", *TINY, "max_steps=30", "trainer.eval_every=10", "beta=1,2", f"hydra.sweep.dir={tmp_path}"]
     first = run(*sweep)
@@ -119,7 +123,7 @@ def test_signal_handlers_set_a_flag_escalate_on_a_second_signal_and_are_restored
     assert {s: signal.getsignal(s) for s in before} == before
 
 
-def test_case5_the_batch_order_state_is_device_independent():
+def test_the_batch_order_state_is_device_independent():
     """The generator behind the batch order lives on the CPU whatever the device: its state, saved and loaded
     with map_location, continues the same order on any device (CUDA too, where one exists)."""
     import io
@@ -148,7 +152,8 @@ def test_case5_the_batch_order_state_is_device_independent():
         set_rng_state({**rng_state(), "cuda": [torch.zeros(16, dtype=torch.uint8)]})
 
 
-def test_case6_max_steps_below_the_checkpoint_is_refused_and_a_cyclical_run_extends_with_its_period(tmp_path):
+@pytest.mark.slow
+def test_max_steps_below_the_checkpoint_is_refused_and_a_cyclical_run_extends_with_its_period(tmp_path):
     from clitools import one_error_line
     from vae_cli.schedules import Cyclical
 
@@ -170,6 +175,7 @@ def test_case6_max_steps_below_the_checkpoint_is_refused_and_a_cyclical_run_exte
     assert min(beta[s] for s in range(31, 61)) == 0.0  # new cycles start past step 30
 
 
+@pytest.mark.slow
 def test_resume_continues_the_lr_and_beta_schedules_exactly(tmp_path):
     """The lr schedule (state in the checkpoint) and beta_t (a function of the step tensor) pick up where the
     killed run stopped: parameters, Adam state and every TensorBoard scalar (train/lr, train/beta) are equal."""

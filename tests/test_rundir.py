@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
-from clitools import TINY, load, one_error_line, run, start
+from clitools import BIN, cli, env, load, one_error_line, one_line, only_run_dir, run, start, TINY
 
 ARGS = [*TINY, "max_steps=30", "trainer.eval_every=15"]
 
@@ -33,7 +33,8 @@ def snapshot(run_dir: Path) -> dict:
     return {p: p.read_bytes() for p in sorted(run_dir.rglob("*")) if p.is_file() and p.name != ".lock"}
 
 
-def test_case1_a_refused_resume_changes_nothing_and_the_plain_resume_still_works(R):
+@pytest.mark.slow
+def test_a_refused_resume_changes_nothing_and_the_plain_resume_still_works(R):
     before = snapshot(R)
     refused = run(f"resume={R}", "latent_dim=8")
     assert refused.returncode == 2
@@ -48,7 +49,8 @@ def test_case1_a_refused_resume_changes_nothing_and_the_plain_resume_still_works
     assert len(kept) == 1 and kept[0].read_text() == before[R / ".hydra" / "overrides.yaml"].decode()
 
 
-def test_case2_a_new_run_over_a_finished_one_is_refused_naming_both_ways_out(R):
+@pytest.mark.slow
+def test_a_new_run_over_a_finished_one_is_refused_naming_both_ways_out(R):
     before = snapshot(R)
     refused = run(*ARGS, "trainer.lr=0.01", f"hydra.run.dir={R}")
     assert refused.returncode == 2
@@ -60,6 +62,7 @@ def test_case2_a_new_run_over_a_finished_one_is_refused_naming_both_ways_out(R):
     assert not any(p.is_file() for p in fresh.rglob("*"))
 
 
+@pytest.mark.slow
 def test_a_refused_start_removes_only_the_dirs_it_made(tmp_path):
     """A user's own empty dir (typed as hydra.run.dir, or as resume=) and its parent stay; the dirs made for
     the refused start go."""
@@ -72,7 +75,8 @@ def test_a_refused_start_removes_only_the_dirs_it_made(tmp_path):
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["empty", "mine"]
 
 
-def test_case3_a_second_process_in_the_same_run_dir_gets_one_line_naming_the_holder(R):
+@pytest.mark.slow
+def test_a_second_process_in_the_same_run_dir_gets_one_line_naming_the_holder(R):
     first = start(f"resume={R}", "max_steps=1000000", "trainer.eval_every=1000000")
     try:
         deadline = time.monotonic() + 90
@@ -91,7 +95,8 @@ def test_case3_a_second_process_in_the_same_run_dir_gets_one_line_naming_the_hol
     assert load(R / "checkpoints" / "last.pt")["step"] == 35
 
 
-def test_case4_branching_from_an_older_step_retires_the_newer_files_and_resume_picks_the_branch(R):
+@pytest.mark.slow
+def test_branching_from_an_older_step_retires_the_newer_files_and_resume_picks_the_branch(R):
     ckpts = R / "checkpoints"
     old30 = (ckpts / "step_000000030.pt").read_bytes()
     branch = run(f"resume={ckpts / 'step_000000015.pt'}", "max_steps=25", "trainer.eval_every=5")
@@ -114,7 +119,8 @@ def mount_tmpfs(folder: Path, size: str) -> None:
         pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
 
 
-def test_case7_a_disk_filling_up_mid_run_gives_one_line_and_keeps_the_run_resumable(tmp_path):
+@pytest.mark.slow
+def test_a_disk_filling_up_mid_run_gives_one_line_and_keeps_the_run_resumable(tmp_path):
     disk = tmp_path / "disk"
     mount_tmpfs(disk, "2m")
     try:
@@ -144,7 +150,8 @@ def test_case7_a_disk_filling_up_mid_run_gives_one_line_and_keeps_the_run_resuma
         subprocess.run(["umount", "-l", str(disk)], capture_output=True)
 
 
-def test_case8_a_run_dir_that_cannot_be_created_gives_one_line(tmp_path):
+@pytest.mark.slow
+def test_a_run_dir_that_cannot_be_created_gives_one_line(tmp_path):
     (tmp_path / "file").write_text("in the way")
     for override in ("hydra.run.dir=/proc/forbidden", f"hydra.run.dir={tmp_path / 'file' / 'R'}"):
         done = run(*ARGS, override)
@@ -154,7 +161,8 @@ def test_case8_a_run_dir_that_cannot_be_created_gives_one_line(tmp_path):
     assert sweep.returncode == 2 and "hydra.sweep.dir=" in one_error_line(sweep.stderr)
 
 
-def test_case11_a_checkpoint_the_safe_loader_refuses_gives_one_line_and_no_unsafe_advice(tmp_path):
+@pytest.mark.slow
+def test_a_checkpoint_the_safe_loader_refuses_gives_one_line_and_no_unsafe_advice(tmp_path):
     import torch
 
     class Payload:
@@ -213,3 +221,31 @@ def test_disk_errors_are_one_line_and_quiet_in_writer_threads(capsys):
         finally:
             threading.excepthook = previous
     assert [type(e) for e in seen] == [KeyError]
+
+
+@pytest.mark.slow
+def test_resume_keeps_its_dir_name(tmp_path):
+    cli("vae-train", *TINY, "max_steps=10", "trainer.eval_every=5", cwd=tmp_path)
+    run = only_run_dir(tmp_path / "outputs")
+    proc = cli("vae-train", f"resume={run}", "max_steps=20", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert only_run_dir(tmp_path / "outputs") == run
+
+
+# 6. failed starts --------------------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_failed_starts_leave_no_run_dir(tmp_path):
+    refused = cli("vae-train", *TINY, "latent_dim=0", cwd=tmp_path)
+    assert one_line(refused, "vae-train") and refused.stdout == ""  # not even the thread policy's line
+    empty = tmp_path / "no_data"
+    empty.mkdir()
+    proc = subprocess.run([str(BIN / "vae-train"), "dataset=fashion_mnist", "dataset.download=false"], cwd=tmp_path,
+                          capture_output=True, text=True, env={**env(), "VAE_DATA_DIR": str(empty)})
+    assert proc.returncode == 2 and "FashionMNIST is not in" in proc.stderr
+    assert list((tmp_path / "outputs").iterdir()) == []
+    kept = tmp_path / "kept"
+    (kept / "notes").mkdir(parents=True)
+    (kept / "notes" / "mine.txt").write_text("x")
+    assert cli("vae-train", *TINY, "latent_dim=0", f"hydra.run.dir={kept}", cwd=tmp_path).returncode == 2
+    assert (kept / "notes" / "mine.txt").is_file()  # a dir holding anything else is left alone

@@ -130,3 +130,29 @@ def test_prior_mode_for_conditional_and_categorical_models(tmp_path, model):
         assert "prior_per_class" not in paths
         with pytest.raises(UserError, match="label=3"):
             sample(ckpt, tmp_path / "b", "mode=prior", "mode.label=3")
+
+
+@pytest.mark.slow
+def test_arithmetic_on_mnist_is_labelled_and_moves_away_from_c(tmp_path):
+    from vae_cli.apps.latent_modes import Arithmetic
+    from vae_cli.apps.sample_modes import Context
+    from vae_cli.apps.train import run_training
+    from vae_cli.build import build_data, build_model
+
+    cfg = make_cfg("max_steps=300", "trainer.eval_every=300", "latent_dim=8", "device=cpu", "trainer.progress=false",
+                   "dataset.val_size=500", "trainer.eval_batch_size=500", "trainer.num_images=4")
+    run_training(cfg, tmp_path)
+    model = build_model(cfg, (1, 28, 28)).eval()
+    model.load_state_dict(torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=True)["model"])
+    test = build_data(cfg).test
+    ctx = Context(model, model.likelihood.prepare(test.images), test.labels, 10)
+    mode = Arithmetic(a=1, b=0, target=7, num=8, scales=[0.0, 0.5, 1.0])
+    with torch.no_grad():
+        cols = mode.columns(ctx)  # (8, 6, 1, 28, 28): a, b, c, c + 0 (a-b), c + 0.5 (a-b), a - b + c
+        picture = mode(ctx)["arithmetic_1-0+7"]
+    moved = [(cols[:, j] - cols[:, 3]).abs().mean().item() for j in (4, 5)]
+    ends = (cols[0, 0] - cols[0, 1]).abs().mean().item()  # how far apart the decoded class means a and b are
+    assert moved[1] > moved[0] > 0 and moved[1] > 0.25 * ends, (moved, ends)
+    assert mode.labels() == ["a=1", "b=0", "c=7", "c", "c+0.5(a-b)", "a-b+c"]
+    header = picture[:, :16]
+    assert header.min() < 0.5 < header.max()  # dark label text on the white strip above the grid

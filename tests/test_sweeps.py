@@ -79,6 +79,7 @@ def test_gpu_for_job_spreads_jobs_over_devices(monkeypatch):
     assert sweeps.gpu_for_job(5) == "auto"
 
 
+@pytest.mark.slow
 @plugin("hydra_joblib_launcher")
 def test_joblib_runs_a_two_job_debug_sweep_in_parallel(tmp_path):
     """Each job waits at a barrier (tests/sweep_barrier.py) until both have started: only parallel jobs pass it."""
@@ -97,6 +98,7 @@ def test_joblib_runs_a_two_job_debug_sweep_in_parallel(tmp_path):
     assert [(barrier / f"saw_job{n}").read_text() for n in (0, 1)] == ["2", "2"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("launcher", ["basic", pytest.param("joblib", marks=plugin("hydra_joblib_launcher"))])
 def test_a_bad_job_fails_alone_and_the_sweep_ends_with_one_summary_line(tmp_path, launcher):
     """latent_dim=0,4 runs both jobs; job 0 fails with its own line and error.txt in its own

@@ -31,6 +31,7 @@ def test_one_step_changes_every_parameter():
     assert unchanged == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("overrides", [[], ["model=conv", "likelihood=gaussian"]])
 def test_loss_falls_when_overfitting_one_batch(overrides):
     cfg, data, model, objective = parts(*overrides)

@@ -32,7 +32,7 @@ BAD = [("latent_dim", ["0", "-3", "abc", "1.5", "[1,2]", "true"], []),
        ("dataset.image_shape", ["[1,28]", "[0,8,8]", "abc"], ["dataset=fake"]),
        ("dataset.num_train", ["0"], ["dataset=fake"]), ("likelihood.sigma", ["0", "-1"], ["likelihood=gaussian"]),
        ("schedule.ratio", ["0", "1.5"], ["schedule=cyclical"]), ("schedule.warmup_steps", ["0"], ["schedule=linear"]),
-       # each of these must be refused in one line (not train, not a traceback)
+       # each of these would otherwise train (or crash with a traceback)
        ("seed", ["99999999999999999999999", "-99999999999999999999999"], []), ("+lr", ["10"], []),
        ("posterior.min_scale", ["-1"], []), ("model.encoder.hidden_sizes", ["[0]", "[]", "[32,-1]"], ["model=mlp"]),
        ("model.decoder.hidden_sizes", ["[0]"], ["model=mlp"]), ("trainer.compile_mode", ["bogus"], []),
@@ -145,6 +145,7 @@ def test_a_full_disk_keeps_the_previous_checkpoint(tmp_path):
     assert path.read_bytes() == before and not (tmp_path / "last.pt.tmp").exists()
 
 
+@pytest.mark.slow
 def test_bad_input_through_the_real_cli_prints_one_line(tmp_path):
     rng = random.Random(11)
     fuzzed = [random_bad_overrides(rng)[0] for _ in range(1)]
@@ -168,7 +169,8 @@ def test_bad_input_through_the_real_cli_prints_one_line(tmp_path):
     (["model.encoder.hidden_sizes=[0]"], "model.encoder.hidden_sizes=[0] must be"),
     (["schedule=cyclical", "schedule.n_cycles=100"], "beta would be 0 at every step"),
 ])
-def test_issue12_nonsense_and_crashes_get_one_line_before_training(tmp_path, overrides, expected):
+@pytest.mark.slow
+def test_nonsense_and_crashes_get_one_line_before_training(tmp_path, overrides, expected):
     """Cases 10 and 12: each of these used to crash with a traceback or train on; now one line, exit 2."""
     keys = {o.split("=")[0] for o in overrides}
     args = [a for a in TINY if a.split("=")[0] not in keys]
@@ -182,6 +184,7 @@ def test_issue12_nonsense_and_crashes_get_one_line_before_training(tmp_path, ove
     (["experiment=iwae_paper_2layer", "model=gumbel"], "drop model=gumbel, or leave the experiment out"),
     (["+model.encoder.depth=3"], "model.encoder.depth: MLPEncoder takes no key 'depth' (it takes activation,"),
 ])
+@pytest.mark.slow
 def test_a_key_the_part_does_not_take_is_one_line_before_data_loads(tmp_path, overrides, expected):
     """A preset's key left on another option (experiment=vamp_1layer model=conv was the constructor's TypeError
     about 'hidden_sizes' on a ConvEncoder, after the data loaded): absent data shows the check comes first."""
@@ -199,7 +202,8 @@ def tiny_ckpt(tmp_path_factory) -> Path:
     return run_dir / "checkpoints" / "last.pt"
 
 
-def test_case9_vae_eval_checks_out_first_and_metrics_json_is_always_valid(tmp_path, tiny_ckpt):
+@pytest.mark.slow
+def test_vae_eval_checks_out_first_and_metrics_json_is_always_valid(tmp_path, tiny_ckpt):
     (tmp_path / "file").write_text("in the way")
     refused = eval_cli(f"ckpt={tiny_ckpt}", f"out={tmp_path / 'file'}")
     assert refused.returncode == 2 and refused.stderr.strip() == \
@@ -224,7 +228,7 @@ def eval_cli(*args: str):
                           capture_output=True, text=True, env=clitools.env(), timeout=180)
 
 
-def test_case9_a_corrupt_or_unwritable_classifier_cache_is_retrained_not_fatal(tmp_path, caplog):
+def test_a_corrupt_or_unwritable_classifier_cache_is_retrained_not_fatal(tmp_path, caplog):
     from conftest import make_cfg
     from vae_cli.build import build_data
     from vae_cli.evaluation.quality import cache_path, load_or_train
