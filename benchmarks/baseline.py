@@ -63,3 +63,23 @@ def train_epochs(root: str, device: torch.device, epochs: int) -> list[tuple[int
             optimizer.step()
         out.append((len(loader.dataset), time.perf_counter() - tick))
     return out
+
+
+def main() -> None:
+    """`python benchmarks/baseline.py --epochs 2`: the recipe as a whole process (benchmarks/versus_baseline.py)."""
+    import argparse
+
+    from vae_cli.data import _install_bundled_mnist, data_root
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--device", default="cpu")
+    args = p.parse_args()
+    root = data_root(None)
+    _install_bundled_mnist(root)
+    for n, s in train_epochs(str(root), torch.device(args.device), args.epochs):
+        print(f"{n / s:.0f} ex/s")
+
+
+if __name__ == "__main__":
+    main()

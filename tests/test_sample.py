@@ -156,3 +156,14 @@ def test_arithmetic_on_mnist_is_labelled_and_moves_away_from_c(tmp_path):
     assert mode.labels() == ["a=1", "b=0", "c=7", "c", "c+0.5(a-b)", "a-b+c"]
     header = picture[:, :16]
     assert header.min() < 0.5 < header.max()  # dark label text on the white strip above the grid
+
+
+@pytest.mark.parametrize("shape, nrow", [((64, 1, 28, 28), 8), ((10, 3, 5, 7), 4), ((1, 1, 4, 4), 8),
+                                         ((17, 2, 3, 3), 5)])
+def test_the_trainers_grid_draws_what_torchvision_draws(shape, nrow):
+    import torchvision
+
+    from vae_cli.pictures import make_grid
+
+    x = torch.rand(shape)
+    assert torch.equal(make_grid(x, nrow=nrow), torchvision.utils.make_grid(x, nrow=nrow))

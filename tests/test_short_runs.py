@@ -1,6 +1,5 @@
 """A recipe the run cuts short says so at start: a KL warm-up longer than the run, a paper lr schedule squeezed
 into a short budget; annealing against none is one sweep."""
-from pathlib import Path
 
 import pytest
 import torch

@@ -155,9 +155,15 @@ def train_main() -> None:
     sweeps.register_resolvers()
     _check_line("vae-train", "train", line)
 
+    finished = []  # a run ended in this process (not --help, not a joblib launcher's parent)
+
     def train(cfg: DictConfig) -> float:
-        return _train(cfg, existed)
+        value = _train(cfg, existed)
+        finished.append(True)
+        return value
     _hydra_main("train", train)
+    if finished:  # everything is written: leave without tearing down torch's modules
+        exit_now(0)
 
 
 def _interruptible(tool: str, main, unsaved: str) -> None:
@@ -170,6 +176,19 @@ def _interruptible(tool: str, main, unsaved: str) -> None:
     except KeyboardInterrupt:
         print(f"{tool}: interrupted by SIGINT before it finished; {unsaved}", file=sys.stderr)
         _exit_quietly(128 + signal.SIGINT)
+
+
+def exit_now(code: int) -> None:
+    """End the process once everything is written: log handlers flushed and closed, atexit handlers run, then
+    os._exit, skipping the interpreter's teardown of torch's thousands of modules (about 0.6x the time of
+    `import torch` at the end of every run, docs/performance.md)."""
+    import atexit
+
+    logging.shutdown()
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _run_app(name: str, fn, cfg: DictConfig):

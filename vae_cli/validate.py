@@ -69,10 +69,17 @@ def _leaf_keys(d: dict, prefix: str = "") -> list[str]:
 
 
 def check_device(cfg: DictConfig, device) -> None:
-    """Cross-part rules of the device: bf16 autocast is a CUDA feature; trainer.cuda_graph=true needs a step
-    that can be captured there (the device and the config decide it, so it is refused before data loads)."""
-    if cfg.trainer.get("precision") == "bf16" and device.type != "cuda":
-        raise ConfigError(f"trainer.precision=bf16 needs a CUDA device; this run is on {device}")
+    """Cross-part rules of the device: bf16 autocast runs on CUDA and on the CPU; trainer.cuda_graph=true needs a
+    step that can be captured there (the device and the config decide it, so it is refused before data loads)."""
+    if cfg.trainer.get("precision") == "bf16" and device.type not in ("cuda", "cpu"):
+        raise ConfigError(f"trainer.precision=bf16 needs a CUDA device or the CPU; this run is on {device}")
+    if cfg.trainer.get("precision") == "bf16":
+        from vae_cli.build import target
+
+        objective = target(cfg.objective)
+        if not objective.bf16:
+            raise ConfigError(f"trainer.precision=bf16: objective {objective.__name__} did not train to fp32's "
+                              f"validation ELBO in bf16 (docs/performance.md); use trainer.precision=fp32 or auto")
     if cfg.trainer.get("cuda_graph") is True:  # torch-free module: the torch-side parts are imported here
         from vae_cli.training import distributed
         from vae_cli.training.step import graph_obstacle, refusal

@@ -10,32 +10,44 @@ from pathlib import Path
 from typing import Annotated
 from urllib.error import URLError
 
+import functools
+
 import torch
-import torchvision
 
 from vae_cli.checks import BOOL, INT, RESUMABLE, SPLIT, check_arguments
 from vae_cli.data.images import ImageData, Split, data_root, seeded_split, split_size
 from vae_cli.data.scan import has_images
 from vae_cli.errors import ConfigError, DataError
+from vae_cli.idx_files import IDX_FAMILY, idx_stand_in, read_idx
 
 log = logging.getLogger("vae_cli")
 BUNDLED = Path(__file__).parent.parent / "assets"  # the four official MNIST .gz files ship with the package
 SUPPORTED = ("MNIST", "FashionMNIST", "CIFAR10")
 
 
-class CIFAR10Files(torchvision.datasets.CIFAR10):
-    """torchvision's CIFAR10 that accepts its batch files when present: md5 sums guard downloads, and would
-    refuse any other file in the same format (the tests write a tiny one); an unreadable batch still fails."""
+def _torchvision():
+    import torchvision  # only for the datasets not read here (CIFAR-10) and for downloads: ~1 s at start-up
 
-    def _check_integrity(self) -> bool:
-        folder = Path(self.root) / self.base_folder
-        names = [name for name, _ in self.train_list + self.test_list] + [self.meta["filename"]]
-        return all((folder / name).is_file() for name in names)
+    return torchvision
 
-    def _load_meta(self) -> None:
-        with open(Path(self.root) / self.base_folder / self.meta["filename"], "rb") as f:
-            self.classes = pickle.load(f, encoding="latin1")[self.meta["key"]]
-        self.class_to_idx = {name: i for i, name in enumerate(self.classes)}
+
+@functools.cache
+def cifar10_files() -> type:
+    class CIFAR10Files(_torchvision().datasets.CIFAR10):
+        """torchvision's CIFAR10 that accepts its batch files when present: md5 sums guard downloads, and would
+        refuse any other file in the same format (the tests write a tiny one); an unreadable batch still fails."""
+
+        def _check_integrity(self) -> bool:
+            folder = Path(self.root) / self.base_folder
+            names = [name for name, _ in self.train_list + self.test_list] + [self.meta["filename"]]
+            return all((folder / name).is_file() for name in names)
+
+        def _load_meta(self) -> None:
+            with open(Path(self.root) / self.base_folder / self.meta["filename"], "rb") as f:
+                self.classes = pickle.load(f, encoding="latin1")[self.meta["key"]]
+            self.class_to_idx = {name: i for i, name in enumerate(self.classes)}
+
+    return CIFAR10Files
 
 
 def dataset_class(name: str) -> type:
@@ -43,7 +55,7 @@ def dataset_class(name: str) -> type:
         raise ConfigError(f"dataset.name={name!r} is not a dataset vae-cli reads; choose one of "
                           f"{', '.join(SUPPORTED)}, or for a folder of your own images use dataset=folder "
                           f"dataset.path=DIR")
-    return CIFAR10Files if name == "CIFAR10" else getattr(torchvision.datasets, name)
+    return cifar10_files() if name == "CIFAR10" else idx_stand_in(name)  # MNIST family: no torchvision
 
 
 def torchvision_images(name: str, root: Annotated[str | None, RESUMABLE] = None, val_size: Annotated[int | float, SPLIT] = 5000,
@@ -59,9 +71,15 @@ def torchvision_images(name: str, root: Annotated[str | None, RESUMABLE] = None,
     path = unpack_dir(cls, root_dir)
     if name == "MNIST":
         _install_bundled_mnist(path)
-    # Archives already on disk pass torchvision's md5 check: "download" then only unpacks, never fetches.
-    download = download or _archives_present(cls, path)
-    (train, num_classes), (test, _) = (_load(cls, path, train, download, name) for train in (True, False))
+    if name in IDX_FAMILY and _archives_present(cls, path):  # read here, without importing torchvision
+        raw = path / name / "raw"
+        (train, test), num_classes = (Split(*read_idx(raw, t, _can_write(raw))) for t in (True, False)), 10
+    else:
+        if name in IDX_FAMILY:
+            cls = getattr(_torchvision().datasets, name)  # to download
+        # Archives already on disk pass torchvision's md5 check: "download" then only unpacks, never fetches.
+        download = download or _archives_present(cls, path)
+        (train, num_classes), (test, _) = (_load(cls, path, train, download, name) for train in (True, False))
     n_val = split_size(val_size, len(train), "dataset.val_size")
     if n_val >= len(train):
         raise ConfigError(f"dataset.val_size={val_size} must be in (0, {len(train)})")

@@ -18,6 +18,7 @@ class Objective:
 
     requires: ClassVar[type] = DensityFamily  # the family contract whose method `model_terms` calls
     latent_kinds: ClassVar[frozenset | None] = None  # the latent kinds it fits; None: every kind of `requires`
+    bf16 = True  # trains under bf16 autocast to fp32's validation ELBO (docs/performance.md); False: refused
 
     def __init__(self, weight: Weight | None = None, num_samples: Annotated[int, POSITIVE_INT] = 1):
         check_arguments("objective", Objective, locals())

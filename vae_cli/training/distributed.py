@@ -6,13 +6,11 @@ gradients, so one step sees the whole global batch (`trainer.batch_size`) as one
 Metrics are averaged across ranks when they are logged; rank 0 alone writes TensorBoard, checkpoints
 and log lines. Outside torchrun every function here is a no-op.
 """
+from __future__ import annotations  # torch is imported by the functions that use it: the CLI's argument
+                                    # checks (worker_overrides) run before torch loads
 import contextlib
 import logging
 import os
-
-import torch
-import torch.distributed as dist
-from torch.nn.parallel import DistributedDataParallel
 
 from vae_cli.errors import ConfigError
 
@@ -24,10 +22,14 @@ def launched_by_torchrun() -> bool:
 
 
 def rank() -> int:
+    import torch.distributed as dist
+
     return dist.get_rank() if dist.is_initialized() else 0
 
 
 def world_size() -> int:
+    import torch.distributed as dist
+
     return dist.get_world_size() if dist.is_initialized() else 1
 
 
@@ -38,6 +40,9 @@ def is_main() -> bool:
 @contextlib.contextmanager
 def process_group(use_cuda: bool):
     """Join the torchrun job for the block (nccl on CUDA, gloo on CPU); a no-op outside torchrun."""
+    import torch
+    import torch.distributed as dist
+
     if not launched_by_torchrun() or dist.is_initialized():
         yield
         return
@@ -54,6 +59,9 @@ def process_group(use_cuda: bool):
 
 def rank_device(device: torch.device) -> torch.device:
     """Under torchrun each rank drives the CUDA device of its LOCAL_RANK."""
+    import torch
+    import torch.distributed as dist
+
     if dist.is_initialized() and device.type == "cuda":
         return torch.device("cuda", int(os.environ["LOCAL_RANK"]))
     return device
@@ -80,6 +88,8 @@ class RankSlice:
 
 
 def shard(batches):
+    import torch.distributed as dist
+
     return RankSlice(batches, rank(), world_size()) if dist.is_initialized() else batches
 
 
@@ -87,6 +97,10 @@ def wrap(step: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     """DDP around the training step (its forward runs the objective, so gradients really are averaged).
 
     Ranks > 0 then reseed their global RNG, so binarization and z noise differ across ranks."""
+    import torch
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
     if not dist.is_initialized():
         return step
     if rank() > 0:
@@ -96,6 +110,8 @@ def wrap(step: torch.nn.Module, device: torch.device) -> torch.nn.Module:
 
 def mean_over_ranks(t: torch.Tensor | None) -> torch.Tensor | None:
     """The average of `t` over ranks (a collective: every rank must call it); `t` itself when alone."""
+    import torch.distributed as dist
+
     if t is None or not dist.is_initialized():
         return t
     t = t.clone()
@@ -107,6 +123,8 @@ def average_meter(meter) -> None:
     """Replace a Meter's running sums by their mean over ranks, just before they are read and logged."""
     meter.sums, meter.kl_sum = mean_over_ranks(meter.sums), mean_over_ranks(meter.kl_sum)
     meter.good = mean_over_ranks(meter.good)  # finite steps per rank: sums / good is the mean over all ranks' steps
+    import torch
+
     # objective-specific sums (iwae_bound, ess ...): the same keys on every rank
     meter.extra = {k: mean_over_ranks(torch.as_tensor(v, device=meter.device)) for k, v in meter.extra.items()}
 

@@ -80,8 +80,8 @@ class Speed(_Checked):
     threads: Annotated[int | None, OPT_POSITIVE_INT] = None
 
     def __post_init__(self):
-        if self.precision not in ("fp32", "bf16"):
-            raise ConfigError(f"trainer.precision={self.precision!r}; choose fp32 or bf16")
+        if self.precision not in ("fp32", "bf16", "auto"):
+            raise ConfigError(f"trainer.precision={self.precision!r}; choose one of fp32, bf16, auto")
         if self.compile_mode not in COMPILE_MODES:
             raise ConfigError(f"trainer.compile_mode={self.compile_mode!r}; choose one of {COMPILE_MODES}")
         super().__post_init__()

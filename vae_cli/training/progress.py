@@ -182,11 +182,12 @@ class Progress:
             self.bar = None
 
 
-def start_line(device, num_params: int, max_steps: int, steps_per_epoch: int, batch_size: int) -> str:
-    """How big the model is, where it trains, and how long."""
+def start_line(device, num_params: int, max_steps: int, steps_per_epoch: int, batch_size: int,
+               precision: str = "fp32") -> str:
+    """How big the model is, where and in which precision it trains, and how long."""
     epochs = max_steps / max(steps_per_epoch, 1)
-    return (f"model: {num_params:,} parameters on {device}; {max_steps:,} steps = {epochs:.3g} epochs of "
-            f"{steps_per_epoch:,} batches of {batch_size}")
+    return (f"model: {num_params:,} parameters on {device} in {precision}; {max_steps:,} steps = {epochs:.3g} "
+            f"epochs of {steps_per_epoch:,} batches of {batch_size}")
 
 
 def open_progress(trainer, model, num_train: int, run_dir: Path, start_step: int) -> Progress:
@@ -197,7 +198,9 @@ def open_progress(trainer, model, num_train: int, run_dir: Path, start_step: int
     spe = max(num_train // loop.batch_size, 1)  # full batches per epoch, as set_run_length counts them
     if distributed.is_main():
         num_params = sum(p.numel() for p in model.parameters())
-        log.info(start_line(trainer.device, num_params, loop.max_steps, spe, loop.batch_size))
+        why = trainer.precision_why
+        precision = f"{trainer.precision_used} ({why})" if why else trainer.precision_used
+        log.info(start_line(trainer.device, num_params, loop.max_steps, spe, loop.batch_size, precision))
         log.info(f"run dir: {Path(run_dir).resolve()}")
     mode = choose_mode(reporting.progress, distributed.is_main())
     return Progress(mode, loop.max_steps, spe, start_step, reporting.progress_every_s)

@@ -10,7 +10,6 @@ from pathlib import Path
 from omegaconf import OmegaConf, open_dict
 
 from vae_cli import __version__
-from vae_cli.training.checkpoint import load_checkpoint, release_name
 from vae_cli.errors import ConfigError, UserError
 
 log = logging.getLogger("vae_cli")
@@ -47,6 +46,8 @@ def wants_resume(resume) -> bool:
 def find_checkpoint(run_dir: Path, resume) -> tuple[dict, Path] | None:
     """The checkpoint to resume from, or None to start fresh. A file named by `resume` must load;
     otherwise the newest step file, then last.pt, falling back past corrupt ones with a warning."""
+    from vae_cli.training.checkpoint import load_checkpoint  # torch: only once a run starts
+
     explicit = isinstance(resume, str) and resume not in TRUE
     target = Path(resume) if explicit else Path(run_dir)
     if target.is_file():
@@ -85,6 +86,7 @@ def check_resumable(state: dict, path: Path, config: dict, may_change: tuple[str
                           f"max_steps above {step}; to branch from an earlier step, resume=<its step_*.pt file>")
     version = str(state.get("version", "unknown"))
     if version.split(".")[:2] != __version__.split(".")[:2]:
+        from vae_cli.training.checkpoint import release_name  # torch loads lazily
         raise UserError(f"checkpoint {path} was written by vae-cli {version}; this is {__version__}, which cannot "
                         f"resume it (CHANGELOG.md says what changed): resume it with {release_name(version)}, "
                         f"or start a new run (resume=false)")

@@ -18,7 +18,6 @@ import threading
 import time
 from pathlib import Path
 
-import torch
 from omegaconf import DictConfig, OmegaConf
 
 from vae_cli.errors import UserError
@@ -209,6 +208,8 @@ def _what_runs(files: dict) -> list[str]:
 
 def checkpoint_step(path: Path) -> int | None:
     """The step a checkpoint file holds (read lazily), or None when it cannot be read."""
+    import torch  # here, not at import: the CLI's argument checks run before torch loads
+
     try:
         return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["step"])
     except Exception:  # corrupt, truncated, not ours: it cannot be resumed either

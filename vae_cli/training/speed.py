@@ -1,4 +1,5 @@
-"""Speed knobs for one device: TF32 matmuls, the optimizer's device options, channels_last convs, torch.compile.
+"""Speed knobs for one device: precision, TF32 matmuls, the optimizer's device options, channels_last convs,
+torch.compile.
 
 The training step is `TrainStep`, a module whose forward runs the objective: that is the call that
 torch.compile traces and that DistributedDataParallel hooks for gradient averaging (objectives call
@@ -21,6 +22,36 @@ class TrainStep(nn.Module):
 
     def forward(self, x: torch.Tensor, step: torch.Tensor, y: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         return self.objective(self.model, x, step, y)
+
+
+PRECISIONS = ("fp32", "bf16", "auto")
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo: native bf16 dot products (AVX-512 BF16, AMX)
+
+
+def native_bf16_cpu(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """Whether this CPU multiplies bf16 natively (else oneDNN emulates it, slower than fp32)."""
+    try:
+        flags = next((ln for ln in open(cpuinfo) if ln.startswith("flags")), "").split()
+    except OSError:  # not Linux: no way to tell here, so no
+        return False
+    return any(f in flags for f in BF16_CPU_FLAGS)
+
+
+def resolve_precision(precision: str, device: torch.device, objective=None) -> tuple[str, str]:
+    """trainer.precision -> (fp32 | bf16, what the start line adds). auto: bf16 for an objective that declares
+    bf16 parity (Objective.bf16) on a CPU with native bf16
+    (measured there: the same val ELBO within 0.5 nats, faster; docs/performance.md), fp32 elsewhere (CUDA:
+    not measured yet; bf16 is one knob away)."""
+    parity = getattr(objective, "bf16", True)
+    if precision == "fp32" and parity and device.type == "cpu" and native_bf16_cpu():
+        return "fp32", "this CPU has native bf16: trainer.precision=auto trains faster, docs/performance.md"
+    if precision != "auto":
+        return precision, ""
+    if not parity:
+        return "fp32", f"auto: objective {type(objective).__name__} keeps fp32"
+    if device.type == "cpu" and native_bf16_cpu():
+        return "bf16", "auto: this CPU has native bf16"
+    return "fp32", f"auto: {'no native bf16 on this CPU' if device.type == 'cpu' else 'fp32 on ' + device.type}"
 
 
 def set_tf32(enabled: bool, device: torch.device) -> None:

@@ -6,7 +6,6 @@ import sys
 import traceback
 from pathlib import Path
 
-import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
@@ -17,6 +16,8 @@ def gpu_for_job(job_num=None) -> str:
     Without an argument, N is the running Hydra job's number (0 outside Hydra)."""
     if job_num is None:
         job_num = HydraConfig.get().job.get("num", 0) if HydraConfig.initialized() else 0
+    import torch  # here, not at import: `vae-train --help` and a refused start do without torch
+
     count = torch.cuda.device_count()
     return f"cuda:{int(job_num) % count}" if count > 1 else "auto"
 

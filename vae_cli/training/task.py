@@ -39,6 +39,7 @@ class Task(ABC):
     module: nn.Module
     train: Split
     best_metric: Metric  # the validation metric best.pt is kept by
+    objective = None  # what precision=auto asks whether bf16 keeps fp32's quality (Objective.bf16); None: yes
 
     @abstractmethod
     def to(self, device: torch.device, seed: int, evaluation: Evaluation) -> None:

@@ -9,8 +9,6 @@ the image sections and the full train/ and val/ sections. The step-0 validation 
 from pathlib import Path
 
 import torch
-from torch.utils.tensorboard import SummaryWriter
-from torch.utils.tensorboard.summary import hparams as hparams_summary
 
 HPARAM_METRICS = ("val/elbo", "val/bits_per_dim", "val/rate", "val/active_units")
 HEADLINE = {"train": ("elbo",), "val": ("elbo", "rate", "distortion", "bits_per_dim")}
@@ -19,6 +17,8 @@ INIT = "val_at_step_0"  # sorts after val/: the step-0 validation, one point per
 
 class RunLogger:
     def __init__(self, log_dir: Path, config_yaml: str, hparams: dict, purge_step: int | None = None):
+        from torch.utils.tensorboard import SummaryWriter  # here: a refused start never loads TensorBoard
+
         self.writer = SummaryWriter(str(log_dir), purge_step=purge_step)
         if purge_step is None:  # a resumed run already holds these
             self.writer.add_text("config", "```yaml\n" + config_yaml + "\n```", 0)
@@ -29,6 +29,8 @@ class RunLogger:
 
         The keys set on the command line (a sweep's varied keys among them) are marked as differing:
         TensorBoard shows those first, and only the first 5 hparams without a click."""
+        from torch.utils.tensorboard.summary import hparams as hparams_summary
+
         overridden = command_line_keys()
         extra = {k: v for k, v in overridden.items() if k.split(".")[-1] not in hparams}
         clean = {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in {**hparams, **extra}.items()}

@@ -63,6 +63,7 @@ class Trainer:
         self.eval_every, self.ckpt_dir, self.config = evaluation.eval_every, None, {}  # set by `fit`
         self.logger, self.bar = distributed.NullLogger(), None
         self.earlier_s, self.started = 0.0, time.monotonic()  # the run's wall clock (run_seconds), set by fit
+        self.precision_used, self.precision_why = speed.precision, ""  # resolved by `build` (auto: per device)
 
     @classmethod
     def from_knobs(cls, optimizer=None, lr_schedule=None, **flat) -> "Trainer":
@@ -78,7 +79,8 @@ class Trainer:
         return self.loop.max_steps
 
     def autocast(self):
-        if self.speed.precision == "bf16":  # validate.check_device: bf16 needs CUDA (tests run the step's CPU form)
+        """bf16: matmuls and convs in bf16; the heads cast their outputs to fp32, so densities and loss are fp32."""
+        if self.precision_used == "bf16":
             return torch.autocast(self.device.type, dtype=torch.bfloat16, cache_enabled=False)  # graph-safe: no cast cache
         return contextlib.nullcontext()
 
@@ -120,6 +122,8 @@ class Trainer:
         (capturable optimizer, device-tensor lr), by default on CUDA; tests build it so on the CPU too
         (tests/test_capture_safety.py)."""
         self.device, self.task, self.model = torch.device(device), task, task.module
+        self.precision_used, self.precision_why = speed.resolve_precision(self.speed.precision, self.device,
+                                                                          task.objective)
         task.to(self.device, self.loop.seed, self.evaluation)
         speed.to_channels_last(task.module, self.speed.channels_last)
         speed.set_tf32(self.speed.tf32, self.device)
@@ -238,7 +242,8 @@ class Trainer:
                 "batches": self.batches.state_dict(), "rng": rng_state(), "config": self.config,
                 "val": val or state.last_val, "best": {"metric": metric.name, "value": state.best},
                 "meter": self.meter.state_dict(), "nonfinite": self.guard.state_dict(),
-                "elapsed_s": self.run_seconds()}  # the whole run's wall time so far, every resumed segment included
+                "elapsed_s": self.run_seconds(),  # the whole run's wall time so far, every resumed segment included
+                "precision": self.precision_used}
         last, best = self.ckpt_dir / "last.pt", self.ckpt_dir / "best.pt"
         keep = self.checkpointing.keep_last
         paths = [step_path(self.ckpt_dir, state.step)] * bool(keep) + [last] + [best] * better

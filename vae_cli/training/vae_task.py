@@ -1,9 +1,8 @@
 """vae-train's task for the training loop: a model family, its objective and an image dataset."""
 import torch
-from torchvision.utils import make_grid
 
 from vae_cli.data import ImageData, prepare_fixed
-from vae_cli.pictures import fixed_labels, sample_grids
+from vae_cli.pictures import fixed_labels, make_grid, sample_grids
 from vae_cli.training.knobs import Evaluation
 from vae_cli.training.meter import evaluate_split
 from vae_cli.training.speed import TrainStep
