@@ -24,14 +24,36 @@ GROUP_MEANINGS = {  # one line per group; a group missing here is still listed, 
 KEY_LINE = re.compile(r"^([A-Za-z_]\w*):\s*(.*?)\s*(?:#\s*(.*))?$")
 
 
-def first_comment(text: str) -> str:
-    """The first line of an option file's header comment ('# @package' skipped); '' without a header."""
+GROUP_DOCS = {  # the docs page of each group, printed beside it
+    "dataset": "docs/data.md", "model": "docs/models.md", "posterior": "docs/models.md", "prior": "docs/models.md",
+    "likelihood": "docs/models.md", "objective": "docs/models.md", "schedule": "docs/models.md",
+    "experiment": "docs/models.md", "trainer": "docs/configs.md", "optimizer": "docs/configs.md",
+    "lr_schedule": "docs/configs.md", "launcher": "docs/sweeps.md", "sweeper": "docs/sweeps.md",
+    "mode": "docs/evaluation.md", "preset": "docs/evaluation.md",
+}
+SENTENCE_END = (".", "!", "?")
+
+
+def header_lines(text: str) -> list[str]:
+    """An option file's header comment, line by line ('# @package' skipped)."""
+    lines = []
     for line in text.splitlines():
         if not line.startswith("#"):
-            return ""
+            break
         if not line.startswith("# @package"):
-            return line.lstrip("# ").strip()
-    return ""
+            lines.append(line.lstrip("#").strip())
+    return lines
+
+
+def first_comment(text: str) -> str:
+    """The header's first sentence: its lines up to the first that ends one (the whole header if none does), so a
+    description is never cut off mid-sentence; '' without a header."""
+    summary = []
+    for line in header_lines(text):
+        summary.append(line)
+        if line.endswith(SENTENCE_END):
+            break
+    return " ".join(summary)
 
 
 def default_choices(config_name: str) -> dict[str, str]:
@@ -45,7 +67,8 @@ def groups_text(config_name: str) -> str:
            conv*      Stride-2 convs: ..."""
     root, defaults, lines = files(GROUP_ROOTS.get(config_name, "vae_cli.configs")), default_choices(config_name), []
     for group, options in tool_groups(config_name).items():
-        lines.append(f"  {group:<12} {GROUP_MEANINGS.get(group, '')}".rstrip())
+        page = f"  ({GROUP_DOCS[group]})" if group in GROUP_DOCS else ""
+        lines.append(f"  {group:<12} {GROUP_MEANINGS.get(group, '')}{page}".rstrip())
         for opt in options:
             mark = "*" if defaults.get(group) == opt else ""
             meaning = first_comment((root / group / f"{opt}.yaml").read_text())

@@ -103,8 +103,15 @@ def check_version(state: dict, path: Path) -> None:
     """Checkpoints load across patch releases; another major (or, before 1.0, minor) version is refused."""
     version = state.get("version")
     if not isinstance(version, str) or _release(version) != _release(__version__):
-        raise UserError(f"checkpoint {path} was written by vae-cli {version}, incompatible with this "
-                        f"vae-cli {__version__}; evaluate it with the version that wrote it")
+        raise UserError(f"checkpoint {path} was written by vae-cli {version or 'of an unknown version'}, incompatible "
+                        f"with this vae-cli {__version__} (CHANGELOG.md says what changed): evaluate or sample it with "
+                        f"{release_name(version)}, or train it again with this one")
+
+
+def release_name(version) -> str:
+    """'vae-cli 0.1.x': the releases that read a checkpoint of this version."""
+    known = isinstance(version, str) and version[:1].isdigit()
+    return f"vae-cli {'.'.join(_release(version))}.x" if known else "the vae-cli that wrote it"
 
 
 def _release(version: str) -> tuple[str, ...]:

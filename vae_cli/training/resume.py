@@ -86,8 +86,10 @@ def check_resumable(state: dict, path: Path, config: dict, may_change: tuple[str
                           f"max_steps above {step}; to branch from an earlier step, resume=<its step_*.pt file>")
     version = str(state.get("version", "unknown"))
     if version.split(".")[:2] != __version__.split(".")[:2]:
-        raise UserError(f"checkpoint {path} was written by vae-cli {version}; this is {__version__}. "
-                        f"Resume it with vae-cli {version}, or start a new run (resume=false)")
+        from vae_cli.training.checkpoint import release_name  # torch loads lazily
+        raise UserError(f"checkpoint {path} was written by vae-cli {version}; this is {__version__}, which cannot "
+                        f"resume it (CHANGELOG.md says what changed): resume it with {release_name(version)}, "
+                        f"or start a new run (resume=false)")
     old, new = _flatten(state["config"]), _flatten(config)
     changed = [k for k in sorted(old.keys() | new.keys()) if old.get(k, "<absent>") != new.get(k, "<absent>")]
     diffs = [_change(k, old, new) for k in changed if not _under(k, may_change)]

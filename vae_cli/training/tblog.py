@@ -35,8 +35,8 @@ class RunLogger:
         extra = {k: v for k, v in overridden.items() if k.split(".")[-1] not in hparams}
         clean = {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in {**hparams, **extra}.items()}
         shown = {k.split(".")[-1] for k in overridden} | set(extra)
-        experiment, *session = hparams_summary(clean, {m: 0.0 for m in HPARAM_METRICS})
-        for summary in (mark_differing(experiment, shown), *session):
+        experiment, *starts = hparams_summary(clean, {m: 0.0 for m in HPARAM_METRICS})
+        for summary in (mark_differing(experiment, shown), *starts):
             self.writer.file_writer.add_summary(summary)
 
     def scalars(self, prefix: str, metrics: dict[str, float], step: int) -> None:
