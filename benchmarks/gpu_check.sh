@@ -101,7 +101,7 @@ fi
 part env 30 $PY benchmarks/gpu_check.py env --out "$OUT" $DRY
 
 step=$SECONDS
-TESTS=(tests/test_cuda_graph.py "tests/test_resume.py::test_case5_the_batch_order_state_is_device_independent")
+TESTS=(tests/test_cuda_graph.py "tests/test_resume.py::test_the_batch_order_state_is_device_independent")
 timeout -k 10 $((150 * LIMIT_SCALE)) $PY -m pytest -q -p no:cacheprovider -rfEs "${TESTS[@]}" > "$OUT/pytest.log" 2>&1
 rc=$?
 summary=$(tail -n 1 "$OUT/pytest.log" | tr -d '=')

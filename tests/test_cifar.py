@@ -64,7 +64,7 @@ def test_dataset_cifar10_runs_end_to_end_through_the_cli(tmp_path):
                "max_steps=2", "trainer.batch_size=16", "trainer.num_images=8", "latent_dim=4",
                "model.encoder.base_channels=8", "model.decoder.base_channels=8", "device=cpu", "hydra.run.dir=run")
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "CIFAR10: 90 train / 10 val images of shape (3, 32, 32)" in done.stdout + done.stderr
+    assert "data: CIFAR10, 90 train / 10 val images of 3x32x32" in done.stdout + done.stderr
     done = run("vae-sample", "ckpt=run", "mode=prior", "mode.num=4", "out=pics")
     assert done.returncode == 0, done.stderr[-2000:]
     assert Image.open(tmp_path / "pics" / "prior.png").mode == "RGB"

@@ -92,7 +92,7 @@ def test_every_trainer_key_belongs_to_one_typed_group():
     ("keep_last", -1, "trainer.keep_last=-1 must be an integer >= 0"),
     ("nonfinite", "maybe", "trainer.nonfinite='maybe' must be raise or skip"),
     ("cuda_graph", "yes", "trainer.cuda_graph='yes' must be auto, true or false"),
-    ("precision", "fp8", "trainer.precision='fp8'; choose fp32 or bf16"),
+    ("precision", "fp8", "trainer.precision='fp8'; choose one of fp32, bf16, auto"),
     ("momentum", 0.9, "trainer.momentum: the trainer takes no key 'momentum'"),
 ])
 def test_each_group_refuses_a_bad_value_naming_the_key(key, value, message):
