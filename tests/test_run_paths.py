@@ -12,7 +12,8 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
 from vae_cli.build import resumable_keys
-from vae_cli.run_paths import quote_paths, run_suffix
+from vae_cli.command_line import quote_paths
+from vae_cli.run_paths import run_suffix
 from vae_cli.training.resume import RUN_KEYS
 
 REPO = Path(__file__).resolve().parents[1]

@@ -39,9 +39,8 @@ def _check_line(tool: str, config_name: str, line) -> None:
 def _read_line():
     """sys.argv, parsed once (command_line.py): every check before Hydra reads this view."""
     from vae_cli.command_line import CommandLine
-    from vae_cli.run_paths import quote_paths
 
-    return CommandLine.parse(quote_paths(sys.argv))  # a printed path pasted back as it is (it may hold '=' or ',')
+    return CommandLine.parse(sys.argv)
 
 
 def _train(cfg: DictConfig, existed: frozenset = frozenset()) -> float:

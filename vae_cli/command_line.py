@@ -9,9 +9,11 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from vae_cli.errors import UserError
+from vae_cli.run_paths import UNSAFE
 
 TREE_FLAGS = {"config_name", "config_path", "config_dir", "help", "hydra_help", "shell_completion", "info"}
 SETS = ("CHANGE", "ADD", "FORCE_ADD")  # override types that give a key a value
+PATH_KEYS = ("ckpt", "resume", "out", "data_dir", "hydra.run.dir", "hydra.sweep.dir")
 
 
 def _parse_overrides(texts: list[str]) -> tuple | None:
@@ -38,6 +40,7 @@ class CommandLine:
     def parse(cls, argv: list[str]) -> "CommandLine":
         from hydra._internal.utils import get_args_parser
 
+        argv = quote_paths(argv)  # a printed path pasted back as it is (a run dir may hold '=' or ',')
         flags, _ = get_args_parser().parse_known_args(list(argv[1:]))
         return cls(argv[0], tuple(argv[1:]), _parse_overrides(flags.overrides), bool(flags.multirun),
                    any(getattr(flags, f, None) for f in TREE_FLAGS))
@@ -106,3 +109,18 @@ def typed_dir(line: CommandLine) -> tuple[str, str | None]:
     key = "hydra.sweep.dir" if line.multirun else "hydra.run.dir"
     value = line.value(key)
     return key, None if value in (None, "") else str(value)
+
+
+def quote_paths(argv: list[str]) -> list[str]:
+    """argv with `key=PATH` -> `key='PATH'` for PATH_KEYS whose unquoted value names an existing file or dir, so
+    Hydra reads it as one string, not as a sweep or a syntax error."""
+    return [argv[0], *(_quoted(a) for a in argv[1:])]
+
+
+def _quoted(arg: str) -> str:
+    key, eq, value = arg.partition("=")
+    if not eq or key.lstrip("+") not in PATH_KEYS or not value or value[0] in "'\"" or value in ("true", "false"):
+        return arg
+    if not UNSAFE.search(value.replace("/", "")) or not Path(value).expanduser().exists():
+        return arg  # plain for Hydra already, or not a path: a sweep (a,b) or a mistake Hydra names
+    return f"{key}='" + value.replace("'", "\\'") + "'"
