@@ -49,11 +49,12 @@ class StopFlag:
 
 @contextlib.contextmanager
 def stop_on_signals():
-    """Install the flag-setting handlers for SIGTERM and SIGINT; yield the flag; restore the old handlers."""
+    """Install the flag-setting handlers for SIGTERM and SIGINT; yield the flag; restore the old handlers (after a
+    stop signal: ignore them, since the process is on its way out)."""
     flag = StopFlag()
     previous = {s: signal.signal(s, flag._handle) for s in HANDLED}
     try:
         yield flag
     finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
+        for s, handler in previous.items():  # stopping: ignore further signals, so none lands in the exit
+            signal.signal(s, signal.SIG_IGN if flag else handler)
