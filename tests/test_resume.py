@@ -110,17 +110,24 @@ def test_sweep_rerun_with_resume_true_resumes_each_job_dir_past_a_truncated_chec
         assert load(job / "checkpoints" / "last.pt")["step"] == 30
 
 
-def test_signal_handlers_set_a_flag_escalate_on_a_second_signal_and_are_restored():
+def test_signal_handlers_set_a_flag_escalate_on_a_second_signal_and_are_restored_unless_stopping():
     from vae_cli.training.signals import stop_on_signals
 
     before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
-    with pytest.raises(KeyboardInterrupt, match="second SIGINT"):
-        with stop_on_signals() as stop:
-            assert not stop
-            signal.raise_signal(signal.SIGINT)  # the handler only records it: training goes on to the step's end
-            assert stop and stop.signum == signal.SIGINT
-            signal.raise_signal(signal.SIGINT)  # a second Ctrl-C stops at once
+    with stop_on_signals() as stop:  # a run that no signal stopped: the old handlers come back
+        assert not stop and signal.getsignal(signal.SIGINT) != before[signal.SIGINT]
     assert {s: signal.getsignal(s) for s in before} == before
+    try:
+        with pytest.raises(KeyboardInterrupt, match="second SIGINT"):
+            with stop_on_signals() as stop:
+                signal.raise_signal(signal.SIGINT)  # the handler only records it: training goes on to the step's end
+                assert stop and stop.signum == signal.SIGINT
+                signal.raise_signal(signal.SIGINT)  # a second Ctrl-C stops at once
+        # the process is on its way out: further signals are ignored, so none lands in the exit as a traceback
+        assert {s: signal.getsignal(s) for s in before} == {s: signal.SIG_IGN for s in before}
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler)
 
 
 def test_the_batch_order_state_is_device_independent():

@@ -2,7 +2,8 @@
 
 The handler only sets a flag; the trainer reads it once per step (a Python attribute, no device sync).
 A second signal of the same kind stops at once (KeyboardInterrupt), without a checkpoint.
-Handlers are installed by the CLI entry alone, and restored when it returns.
+Handlers are installed by the CLI entry alone, and restored when it returns; after a stop they are left ignoring
+further signals, since the process is on its way out.
 """
 import contextlib
 import signal
