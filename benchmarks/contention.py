@@ -56,12 +56,11 @@ def policy_line(run_dir: Path) -> str:
 def busy(steps: int, rounds: int) -> None:
     args = [f"max_steps={steps}", f"trainer.log_every={steps // 2}", f"trainer.eval_every={steps}"]
     for r in range(rounds):
-        quiet, _, run_dir = train(args, clean_env(OMP_NUM_THREADS=str(os.cpu_count())))  # all cores, whatever the
-        # load average still remembers of the previous repetition's busy processes
+        quiet, _, run_dir = train(args, clean_env(OMP_NUM_THREADS=str(os.cpu_count())))  # all cores
         print(f"round {r + 1}: quiet {quiet:8.0f} ex/s   [{policy_line(run_dir)}]", flush=True)
         hogs = busy_processes(2)
         try:
-            time.sleep(2)  # let the load average see them (the policy reads it at start)
+            time.sleep(2)  # let them start: the policy counts the runnable tasks at start
             loaded, _, run_dir = train(args, clean_env())
             print(f"round {r + 1}: beside 2 busy processes {loaded:8.0f} ex/s = {loaded / quiet:.2f}x quiet "
                   f"(target >= 0.3x)   [{policy_line(run_dir)}]", flush=True)

@@ -110,6 +110,27 @@ def test_thread_policy(argv, environ, load, expected):
     assert (policy.threads, policy.wait_policy) == expected, policy.why
 
 
+def test_the_load_is_what_runs_now_not_the_lagging_load_average():
+    """A busy process beside this one counts at once (the 1-minute load average lags: it would still count a
+    run that just ended, and the next run would train on one passive thread)."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from vae_cli.training.threads import runnable_others
+
+    if not os.path.exists("/proc/loadavg"):
+        pytest.skip("reads /proc/loadavg (Linux)")
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.5)
+        assert runnable_others() >= 1
+    finally:
+        hog.kill()
+        hog.wait()
+
+
 def test_the_cli_sets_the_thread_policy_before_torch_loads_and_logs_it(tmp_path):
     """The real CLI in a subprocess: trainer.threads reaches torch, and libgomp sees OMP_WAIT_POLICY at load."""
     import os

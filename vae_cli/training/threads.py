@@ -2,15 +2,16 @@
 
 - threads per run = cores // parallel jobs: a `launcher=joblib` sweep of n_jobs on c cores gives each job
   c // n_jobs threads instead of c each (which oversubscribes the cores n_jobs times over);
-- when the machine is busy at start (1-minute load average, or the tasks runnable right now, > cores - 0.5): OMP_WAIT_POLICY=PASSIVE, so idle
-  OpenMP threads sleep instead of spinning against the other processes' work, and no more threads than the
-  cores the load leaves idle (at least one): threads that must meet at every barrier stall when each gets its
-  time slice at a different moment (measured in benchmarks/contention.py busy).
+- when the machine is busy at start (the tasks runnable right now besides this one > cores - 0.5):
+  OMP_WAIT_POLICY=PASSIVE, so idle OpenMP threads sleep instead of spinning against the other processes'
+  work, and no more threads than the cores the load leaves idle (at least one): threads that must meet at
+  every barrier stall when each gets its time slice at a different moment (benchmarks/contention.py busy).
 A variable the user set in the environment always wins; then `trainer.threads=N`; then the rule above.
 libgomp (torch's OpenMP on Linux) reads OMP_* once, when torch is imported: `preset_environment` runs first
 thing in `vae-train`, and the sweep's worker processes inherit the environment it set.
 """
 import os
+import time
 from dataclasses import dataclass
 
 from vae_cli.command_line import CommandLine
@@ -40,7 +41,7 @@ def parallel_jobs(line: CommandLine, cores: int) -> int:
 
 
 def choose(line: CommandLine, environ: dict, cores: int, load: float) -> Policy:
-    """The policy for the command `line` on `cores` cores at 1-minute load average `load`."""
+    """The policy for the command `line` on `cores` cores while `load` other tasks are runnable."""
     jobs = parallel_jobs(line, cores)
     user = environ.get("OMP_NUM_THREADS") if OURS not in environ else None
     asked = _count(line.value("trainer.threads"))
@@ -57,23 +58,30 @@ def choose(line: CommandLine, environ: dict, cores: int, load: float) -> Policy:
         free = max(1, int(cores - load + 0.5))  # keep to the cores the other work leaves idle (at least one)
         threads, why = min(threads, free), why + f", {free} idle"
     wait = environ.get("OMP_WAIT_POLICY") or ("PASSIVE" if busy else None)
-    why += f"; load average {load:.1f} on {cores} cores: " + (f"OMP_WAIT_POLICY={wait}" if wait else "busy-waiting")
+    why += f"; {load:g} other runnable task(s) on {cores} cores: " + (f"OMP_WAIT_POLICY={wait}" if wait else
+                                                                     "busy-waiting")
     return Policy(threads, wait, why)
 
 
-def runnable_others() -> float:
-    """Tasks runnable right now besides this one (/proc/loadavg's 4th field, Linux; else 0): the 1-minute load
-    average lags by a minute, this does not."""
+def runnable_others(reads: int = 3, gap_s: float = 0.005) -> float:
+    """Tasks runnable right now besides this one: the median of a few reads of /proc/loadavg's 4th field
+    (Linux), `gap_s` apart, so a task that wakes for a moment does not count. Not the 1-minute load average:
+    it lags by a minute, so a run started just after another (a shell loop of runs, a benchmark) would
+    count the finished run as load and train on one passive thread. Elsewhere: the load average."""
+    counts = []
     try:
-        with open("/proc/loadavg") as f:
-            return max(0.0, float(f.read().split()[3].split("/")[0]) - 1)
+        for i in range(reads):
+            time.sleep(gap_s if i else 0)
+            with open("/proc/loadavg") as f:
+                counts.append(max(0, int(f.read().split()[3].split("/")[0]) - 1))
     except (OSError, IndexError, ValueError):
-        return 0.0
+        return os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    return sorted(counts)[len(counts) // 2]
 
 
 def preset_environment(line: CommandLine, environ=os.environ) -> Policy:
     """Choose the policy and export it (OMP_NUM_THREADS, OMP_WAIT_POLICY) unless the user set them."""
-    policy = choose(line, dict(environ), os.cpu_count() or 1, max(os.getloadavg()[0], runnable_others()))
+    policy = choose(line, dict(environ), os.cpu_count() or 1, runnable_others())
     if "OMP_NUM_THREADS" not in environ or OURS in environ:
         environ["OMP_NUM_THREADS"] = str(policy.threads)
     if policy.wait_policy and "OMP_WAIT_POLICY" not in environ:
