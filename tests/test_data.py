@@ -43,13 +43,16 @@ def test_dynamic_binarization_resamples_and_matches_intensity():
     a, b = BernoulliLikelihood.prepare(images), BernoulliLikelihood.prepare(images)
     assert set(a.unique().tolist()) == {0.0, 1.0} and not torch.equal(a, b)
     assert a.mean().item() == pytest.approx(64 / 255, abs=0.02)
+    ends = BernoulliLikelihood.prepare(torch.tensor([0, 255], dtype=torch.uint8).repeat(5000).view(-1, 1, 1, 2))
+    assert (ends[..., 0] == 0).all() and (ends[..., 1] == 1).all()  # p = 0 and p = 1 are never flipped
 
 
 def test_dequantization_stays_in_each_bin():
     images = torch.arange(256, dtype=torch.uint8).view(256, 1, 1, 1).repeat(1, 1, 4, 4)
-    x = GaussianLikelihood.prepare(images)
     lo = images.float() / 256
-    assert ((x >= lo) & (x < lo + 1 / 256)).all()
+    for _ in range(200):  # float32 rounding once put ~3% of calls' top draws on the next bin's edge
+        x = GaussianLikelihood.prepare(images)
+        assert ((x >= lo) & (x < lo + 1 / 256)).all()
 
 
 def test_prepare_fixed_is_repeatable_and_leaves_the_global_rng_alone():
