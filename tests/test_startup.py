@@ -51,3 +51,34 @@ def test_a_bad_value_is_refused_without_the_heavy_libraries(tmp_path, bad):
     code, modules, err = probe(tmp_path, "vae-train", bad, f"hydra.run.dir={tmp_path / 'run'}")
     assert code == 2 and bad.split("=")[0] in err and len(err.strip().splitlines()) == 1, err
     assert not modules & set(HEAVY), sorted(modules & set(HEAVY))
+
+
+GC_PROBE = """
+import gc, json, sys
+from vae_cli import cli
+from vae_cli.training import trainer
+out, *args = sys.argv[1:]
+seen = []
+step = trainer.Trainer._train_step
+def recorded(self):
+    seen.append({"enabled": gc.isenabled(), "frozen": gc.get_freeze_count()})
+    step(self)
+trainer.Trainer._train_step = recorded
+cli.exit_now = lambda code: (json.dump(seen, open(out, "w")), sys.exit(code))
+sys.argv = ["vae-train", *args]
+cli.train_main()
+"""
+
+
+def test_the_garbage_collector_is_paused_during_the_start_and_runs_during_training(tmp_path):
+    """Paused while the tool starts (gc_pause.py); on again at the first step, with the start's objects frozen."""
+    from clitools import TINY
+
+    out = tmp_path / "gc.json"
+    done = subprocess.run([sys.executable, "-c", GC_PROBE, str(out), *TINY, "max_steps=2",
+                           f"hydra.run.dir={tmp_path / 'run'}"], capture_output=True, text=True, env=env(),
+                          cwd=tmp_path, timeout=120)
+    assert done.returncode == 0, done.stderr
+    steps = json.loads(out.read_text())
+    assert len(steps) == 2 and all(s["enabled"] for s in steps), steps
+    assert steps[0]["frozen"] > 100_000, steps  # torch's and Hydra's objects, moved out of every collection

@@ -7,6 +7,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+from vae_cli import gc_pause
 from vae_cli.errors import UserError
 
 CONFIG_PATH = "pkg://vae_cli.configs"
@@ -64,6 +65,7 @@ def _train(cfg: DictConfig, existed: frozenset = frozenset()) -> float:
             def ready(resume) -> None:  # every check passed: the run dir is written, train.log is open
                 claimed.accept(resume)
                 log.info(threads)
+                gc_pause.resume()  # the start is over
             try:
                 val = run_training(cfg, run_dir, dict(hydra_cfg.runtime.choices), stop=stop, ready=ready)
             except StopRequested as e:  # SIGTERM / SIGINT: a checkpoint was written; logged while train.log is open
@@ -110,12 +112,16 @@ def _train_failed(e: Exception, run_dir: str, hydra_cfg) -> float:
 
 
 def _hydra_main(config_name: str, fn) -> None:
-    """Hydra's main over `fn`; a reader that closes the pipe early (`vae-train --help | head`) ends it quietly."""
+    """Hydra's main over `fn`; a reader that closes the pipe early (`vae-train --help | head`) ends it quietly.
+    The garbage collector is paused until the app's work begins (gc_pause.py)."""
+    gc_pause.pause()
     try:
         hydra.main(config_path=CONFIG_PATH, config_name=config_name, version_base="1.3")(fn)()
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error from the exit's flush
         sys.exit(1)
+    finally:
+        gc_pause.resume()
 
 
 def _check_dir(line) -> frozenset:
@@ -193,6 +199,7 @@ def _run_app(name: str, fn, cfg: DictConfig):
 
     try:
         import_torchvision()  # the pictures need it: a torch/torchvision mismatch is one line here
+        gc_pause.resume()
         return fn(cfg)
     except UserError as e:
         print(f"{name}: error: {e}", file=sys.stderr)
@@ -239,6 +246,7 @@ def _prior(cfg: DictConfig) -> float:
     run_dir = HydraConfig.get().runtime.output_dir
     try:
         import_torchvision()  # the sample grids need it: a torch/torchvision mismatch is one line here
+        gc_pause.resume()
         with stop_on_signals() as stop:
             result = _app("prior").fit_code_prior(cfg, run_dir, stop=stop)
     except StopRequested as e:  # SIGTERM / SIGINT: a checkpoint was written
