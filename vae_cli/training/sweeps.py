@@ -10,6 +10,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from vae_cli import gc_pause
+
 
 def gpu_for_job(job_num=None) -> str:
     """Job N of a sweep -> cuda:(N mod device count) when several devices are visible, else auto.
@@ -78,6 +80,7 @@ class SweepSummary(Callback):
     sets the status)."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        gc_pause.resume()  # a sweep's process lives as long as its jobs (a launcher's parent runs none of them)
         for old in Path(config.hydra.sweep.dir).glob(".job-*.json"):  # a re-run counts its own jobs only
             old.unlink(missing_ok=True)
 
