@@ -1,5 +1,6 @@
 """dataset=folder on real files written with Pillow: layout, conversions, transform, splits, bad input."""
 import logging
+import os
 
 import numpy as np
 import pytest
@@ -41,6 +42,17 @@ def test_a_flat_folder_has_one_class(tmp_path):
     assert data.num_classes == 1 and set(data.train.labels.tolist()) == {0}
     assert data.image_shape == (3, 32, 32)  # image_size=null keeps the size
     assert (len(data.train), len(data.val), len(data.test)) == (16, 2, 2)
+
+
+def test_a_symlink_cycle_lists_each_image_once(tmp_path):
+    from vae_cli.data.scan import list_folder
+
+    root = flat_folder(tmp_path / "flat", n=3)
+    (root / "nested").mkdir()
+    (root / "nested" / "up").symlink_to(root, target_is_directory=True)  # nested/up/nested/up/... forever
+    (root / "again").symlink_to(root / "nested", target_is_directory=True)  # one folder reached twice
+    listing = list_folder(root)
+    assert sorted(os.path.basename(f) for f in listing.files) == ["img_000.png", "img_001.png", "img_002.png"]
 
 
 def one_image_folder(tmp_path, img: Image.Image, name="x.png"):
