@@ -34,7 +34,7 @@ def test_a_second_load_hits_the_cache_and_a_changed_file_misses_it(tmp_path, cap
     folder, cache_dir = flat_folder(tmp_path / "imgs", n=12, size=(16, 16)), tmp_path / "cache"
     first = load(folder, cache_dir)
     files = list(cache_dir.glob("*.pt"))
-    assert len(files) == 1
+    assert len(files) == 1 and files[0].with_name(files[0].name + ".lock").exists()
     stamp = files[0].stat().st_mtime_ns
     with caplog.at_level(logging.INFO, logger="vae_cli"):
         second = load(folder, cache_dir)
@@ -44,11 +44,14 @@ def test_a_second_load_hits_the_cache_and_a_changed_file_misses_it(tmp_path, cap
 
     Image.fromarray(picture(1234, (16, 16))).save(folder / "img_003.png")  # new content in one file
     os.utime(folder / "img_003.png", ns=(stamp + 10**9, stamp + 10**9))
-    third = load(folder, cache_dir)
-    assert len(list(cache_dir.glob("*.pt"))) == 2  # a new key
+    with caplog.at_level(logging.INFO, logger="vae_cli"):
+        third = load(folder, cache_dir)
     assert not torch.equal(every_image(first), every_image(third))
+    assert list(cache_dir.glob("*.pt")) != files and len(list(cache_dir.glob("*.pt"))) == 1  # new key, old gone
+    assert not files[0].exists() and not files[0].with_name(files[0].name + ".lock").exists()
+    assert any("removed 1 older cache" in r.getMessage() for r in caplog.records)
     load(folder, cache_dir, channels=1)
-    assert len(list(cache_dir.glob("*.pt"))) == 3  # another transform, another key
+    assert len(list(cache_dir.glob("*.pt"))) == 2  # another transform, another key, both kept
 
 
 def test_the_key_follows_paths_sizes_mtimes_and_transform(tmp_path):

@@ -1,11 +1,13 @@
 """The decoded-images cache: one uint8 file per (folder contents, transform), written atomically.
 
 Key: sha256 over every image's relative path, size and mtime, the transform and the format version, so
-a changed, added or removed file, or another image_size, makes a new cache. Format: torch.save of a dict of
+a changed, added or removed file, or another image_size, makes a new cache; once it is written, the older
+caches of the same folder and transform are deleted. Format: torch.save of a dict of
 tensors and plain lists (torch.load(weights_only=True) reads it back with no pickle code run); it loads in
 one read, with no decoding. A second start while the first is still decoding waits on a lock file, then
 reads the first one's cache."""
 import contextlib
+import glob
 import hashlib
 import json
 import logging
@@ -25,12 +27,32 @@ def default_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "vae-cli" / "images"
 
 
+def _digest(obj) -> str:
+    return hashlib.sha256(json.dumps(obj).encode()).hexdigest()
+
+
 def cache_file(folder: Path, stats: list[tuple], transform: dict, cache_dir: str | None) -> Path:
-    """<cache_dir or ~/.cache/vae-cli/images>/<folder name>-<hash of contents and transform>.pt"""
-    blob = json.dumps({"version": VERSION, "root": str(folder.resolve()), "files": stats, "transform": transform})
-    digest = hashlib.sha256(blob.encode()).hexdigest()[:20]
-    return Path(cache_dir).expanduser() / f"{folder.name or 'root'}-{digest}.pt" if cache_dir else \
-        default_dir() / f"{folder.name or 'root'}-{digest}.pt"
+    """<cache_dir or ~/.cache/vae-cli/images>/<folder name>-<place>-<contents>.pt: `place` hashes the folder's
+    resolved path, the transform and the format version; `contents` the files' paths, sizes and mtimes."""
+    place = _digest({"version": VERSION, "root": str(folder.resolve()), "transform": transform})[:10]
+    contents = _digest({"files": stats})[:12]
+    where = Path(cache_dir).expanduser() if cache_dir else default_dir()
+    return where / f"{folder.name or 'root'}-{place}-{contents}.pt"
+
+
+def remove_stale(path: Path) -> int:
+    """Once `path` is written: delete the caches of the same folder and transform whose files have changed
+    since (and their lock files), so editing a folder does not pile up copies. Returns how many went."""
+    name, place, _ = path.stem.rsplit("-", 2)
+    removed = 0
+    for old in path.parent.glob(f"{glob.escape(name)}-{place}-*.pt"):
+        if old != path:
+            with contextlib.suppress(OSError):
+                old.unlink()
+                removed += 1
+            with contextlib.suppress(OSError):
+                old.with_name(old.name + ".lock").unlink()
+    return removed
 
 
 def load(path: Path) -> dict | None:

@@ -86,7 +86,9 @@ def decode_and_save(root: Path, listing, transform: Transform, path: Path) -> di
     cache.check_fits(len(listing.files), transform.out_shape(), "dataset.image_size")
     entry = decode_folder(root, listing, transform)
     if cache.save(path, entry):
-        log.info(f"cached the decoded images of {root} at {path}")
+        stale = cache.remove_stale(path)
+        gone = f"; removed {stale} older cache(s) of this folder's earlier contents" if stale else ""
+        log.info(f"cached the decoded images of {root} at {path}{gone}")
     return entry
 
 
