@@ -108,6 +108,10 @@ def test_a_flat_folder_trains_and_the_modes_that_need_labels_say_so(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     line = one_line(cli("vae-sample", f"ckpt={tmp_path / 'run'}", "mode=arithmetic", cwd=tmp_path), "vae-sample")
     assert "needs a labelled dataset" in line
+    too_big = cli("vae-train", "dataset=folder", f"dataset.path={images}", f"dataset.cache_dir={tmp_path / 'c'}",
+                  *TINY, "trainer.batch_size=64", "hydra.run.dir=big", cwd=tmp_path)
+    assert "trainer.batch_size=64 is larger than the 17 training examples of folder:flat;" in one_line(too_big,
+                                                                                                     "vae-train")
 
 
 def test_a_data_dir_of_images_is_one_line_and_nothing_is_written_there(tmp_path):

@@ -83,7 +83,7 @@ def user_error(fn) -> str:
 
 
 @pytest.mark.parametrize("overrides, expected", [
-    (["trainer.batch_size=600"], "trainer.batch_size=600 is larger than the 512 training examples"),
+    (["trainer.batch_size=600"], "trainer.batch_size=600 is larger than the 512 training examples of fake;"),
     (["dataset.binarizable=false", "dataset.image_shape=[3,32,32]"],
      "use likelihood=discretized_logistic or likelihood=gaussian"),
     (["model=conv", "dataset.image_shape=[1,30,30]"], "model=conv cannot fit 30x30 images"),

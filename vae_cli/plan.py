@@ -54,7 +54,7 @@ def fit_to_data(plan: Plan, data: ImageData) -> tuple:
     cfg = plan.cfg
     set_run_length(cfg, len(data.train))
     set_num_classes(cfg, data.num_classes)
-    validate_data(cfg, len(data.train))
+    validate_data(cfg, len(data.train), data.name)
     if plan.resume:
         check_resumable(*plan.resume, OmegaConf.to_container(cfg, resolve=True), plan.may_change)
     return plan.parts or build_data_free(cfg)

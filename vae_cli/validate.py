@@ -97,11 +97,11 @@ def check_likelihood(model, data, choices: dict) -> None:
                           f"or likelihood=gaussian")
 
 
-def validate_data(cfg: DictConfig, num_train: int) -> None:
+def validate_data(cfg: DictConfig, num_train: int, data_name: str) -> None:
     """Checks that need the dataset's size."""
     if cfg.trainer.batch_size > num_train:
         raise ConfigError(f"trainer.batch_size={cfg.trainer.batch_size} is larger than the {num_train} training "
-                          f"examples of dataset={cfg.dataset.get('name', 'fake')}; lower it")
+                          f"examples of {data_name}; lower it")
 
 
 def check_writable(directory: Path) -> None:
