@@ -65,7 +65,6 @@ def _train(cfg: DictConfig, existed: frozenset = frozenset()) -> float:
             def ready(resume) -> None:  # every check passed: the run dir is written, train.log is open
                 claimed.accept(resume)
                 log.info(threads)
-                gc_pause.resume()  # the start is over
             try:
                 val = run_training(cfg, run_dir, dict(hydra_cfg.runtime.choices), stop=stop, ready=ready)
             except StopRequested as e:  # SIGTERM / SIGINT: a checkpoint was written; logged while train.log is open

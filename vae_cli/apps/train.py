@@ -5,6 +5,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from vae_cli import gc_pause
 from vae_cli.build import build_data, build_model
 from vae_cli.data.cache import check_device_fits
 from vae_cli.pictures import summary
@@ -34,6 +35,7 @@ def run_training(cfg: DictConfig, run_dir: str | Path, choices: dict | None = No
     written to the run dir (rundir.RunDir.accept); `stop` (signals.StopFlag) asks the trainer to save and stop."""
     started = time.monotonic()
     plan = make_plan(cfg, Path(run_dir), choices)  # every check that needs no data; the data-free parts
+    gc_pause.resume()  # the imports are done: collect again before the data's decoding workers fork
     seed_everything(cfg.seed)
     data = build_data(cfg)
     check_device_fits(data.nbytes, plan.device)
