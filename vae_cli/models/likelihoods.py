@@ -43,7 +43,7 @@ class BernoulliLikelihood(PixelLikelihood):
     @staticmethod
     def prepare(images: torch.Tensor) -> torch.Tensor:
         """Dynamic binarization: uint8 (N, C, H, W) -> {0., 1.}, resampled every call. u < p with u ~ U[0, 1) is
-        Bernoulli(p), and about 4x faster than torch.bernoulli on a CPU."""
+        Bernoulli(p), and 1.5x faster than torch.bernoulli on a CPU (a batch of 128 MNIST digits)."""
         probs = images.float() / 255.0
         return (torch.rand_like(probs) < probs).to(probs.dtype)
 
